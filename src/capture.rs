@@ -1,0 +1,374 @@
+//! `moat snapshot`: walk a workspace, store what changed, commit a snapshot.
+//!
+//! Pipeline: parallel walk → stat-cache check (unchanged files are never
+//! opened) → parallel read/chunk/hash/compress of the rest → trees built
+//! bottom-up (an unchanged directory hashes to its old id and is not written
+//! again) → packs, index, snapshot, stat cache, in that order.
+//!
+//! Invariant: a file is stored only if its stat before and after reading
+//! agree, so a file written during the read is re-read, never stored torn.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::chunker::{self, ChunkParams};
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil;
+use crate::id::ObjectId;
+use crate::pack::ObjectKind;
+use crate::progress::Progress;
+use crate::snapshot::{Snapshot, Stats, Trigger};
+use crate::statcache::{CachedFile, FileStat, StatCache};
+use crate::store::Store;
+use crate::tree::{Content, Entry, Tree};
+use crate::walk::{self, Node, NodeKind, WalkOptions};
+use crate::writer::ObjectWriter;
+
+/// Read attempts before a file that keeps changing is skipped.
+const READ_TRIES: u32 = 3;
+/// Files up to this size are read whole; larger ones stream through a window.
+const WHOLE_READ_MAX: u64 = 8 << 20;
+
+#[derive(Clone, Debug)]
+pub struct CaptureOptions {
+    pub walk: WalkOptions,
+    pub trigger: Trigger,
+    pub message: String,
+    pub allow_empty: bool,
+    pub run_id: Option<String>,
+}
+
+impl Default for CaptureOptions {
+    fn default() -> Self {
+        CaptureOptions {
+            walk: WalkOptions::default(),
+            trigger: Trigger::Manual,
+            message: String::new(),
+            allow_empty: false,
+            run_id: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Written(ObjectId),
+    /// The tree equals the parent's; no snapshot was written.
+    Unchanged(ObjectId),
+}
+
+#[derive(Debug)]
+pub struct CaptureReport {
+    pub outcome: Outcome,
+    pub snapshot: Snapshot,
+    pub warnings: Vec<String>,
+}
+
+enum FileResult {
+    Stored(Vec<ObjectId>, FileStat),
+    Skipped(String),
+}
+
+/// Canonical absolute path of a workspace directory.
+pub fn workspace_root(path: &Path) -> Result<PathBuf> {
+    let p = std::fs::canonicalize(path).at(path)?;
+    if !p.is_dir() {
+        return Err(Error::NotADirectory(p));
+    }
+    Ok(p)
+}
+
+pub fn capture(
+    store: &Store,
+    workspace: &Path,
+    opts: &CaptureOptions,
+    progress: &dyn Progress,
+) -> Result<CaptureReport> {
+    let started = Instant::now();
+    let ws = workspace_root(workspace)?;
+    let _lock = store.lock_shared()?;
+    let start_ns = fsutil::now_ns();
+    let mut warnings = Vec::new();
+    let cache_path = StatCache::path_for(store.root(), &ws);
+    let cache = StatCache::load(&cache_path).unwrap_or_else(|e| {
+        warnings.push(format!(
+            "ignoring unreadable stat cache ({e}); every file will be read"
+        ));
+        StatCache::default()
+    });
+    let parent = latest_of(store, &ws)?;
+
+    let mut wopts = opts.walk.clone();
+    if wopts.skip_dir.is_none() {
+        wopts.skip_dir = std::fs::canonicalize(store.root()).ok();
+    }
+    progress.start("scanning", 0);
+    let (nodes, walk_warnings) = walk::walk(&ws, &wopts)?;
+    warnings.extend(walk_warnings);
+
+    let index = store.index()?;
+    let writer = ObjectWriter::new(store, index);
+    let result = build(store, &ws, &nodes, &cache, &writer, progress);
+    let (root, files, mut stats, skipped) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            writer.abandon();
+            return Err(e);
+        }
+    };
+    warnings.extend(skipped);
+    stats.new_objects = writer.new_objects.load(Ordering::Relaxed);
+    stats.new_bytes = writer.new_bytes.load(Ordering::Relaxed);
+    writer.finish()?;
+
+    stats.duration_ns = started.elapsed().as_nanos() as u64;
+    let snap = Snapshot {
+        root,
+        parent: parent.as_ref().map(|p| p.0),
+        workspace: ws.as_os_str().as_bytes().to_vec(),
+        host: nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        time_ns: start_ns,
+        trigger: opts.trigger,
+        message: opts.message.clone(),
+        git: crate::git::head(&ws),
+        run_id: opts.run_id.clone(),
+        stats,
+    };
+    let outcome = match &parent {
+        Some((pid, p)) if p.root == root && !opts.allow_empty => Outcome::Unchanged(*pid),
+        _ => Outcome::Written(store.write_snapshot(&snap)?),
+    };
+    // The cache goes last: it may only name chunks whose index is published.
+    let bytes = StatCache::encode(start_ns, files);
+    if let Err(e) = fsutil::atomic_write(&store.tmp_dir(), &cache_path, &bytes, false) {
+        warnings.push(format!("could not save the stat cache: {e}"));
+    }
+    progress.finish();
+    Ok(CaptureReport {
+        outcome,
+        snapshot: snap,
+        warnings,
+    })
+}
+
+/// The newest snapshot of workspace `ws`.
+pub fn latest_of(store: &Store, ws: &Path) -> Result<Option<(ObjectId, Snapshot)>> {
+    let (all, _) = store.list_snapshots()?;
+    Ok(all
+        .into_iter()
+        .rev()
+        .find(|r| r.snap.workspace_path() == ws)
+        .map(|r| (r.id, r.snap)))
+}
+
+type Built = (ObjectId, Vec<(Vec<u8>, CachedFile)>, Stats, Vec<String>);
+
+fn build(
+    store: &Store,
+    ws: &Path,
+    nodes: &[Node],
+    cache: &StatCache,
+    writer: &ObjectWriter,
+    progress: &dyn Progress,
+) -> Result<Built> {
+    let index = store.index()?;
+    let mut results: Vec<Option<FileResult>> = nodes
+        .iter()
+        .map(|n| {
+            let hit = (n.kind == NodeKind::File)
+                .then(|| cache.lookup(&n.rel, &n.stat))
+                .flatten()
+                .filter(|chunks| chunks.iter().all(|c| index.contains(c)));
+            hit.map(|c| FileResult::Stored(c.to_vec(), n.stat))
+        })
+        .collect();
+    let to_read: Vec<usize> = (0..nodes.len())
+        .filter(|&i| nodes[i].kind == NodeKind::File && results[i].is_none())
+        .collect();
+    progress.start("reading", to_read.iter().map(|&i| nodes[i].stat.size).sum());
+    let params = ChunkParams::from_config(&store.config);
+    let read: Vec<(usize, FileResult)> = to_read
+        .par_iter()
+        .map(|&i| {
+            let r = read_file(&ws.join(OsStr::from_bytes(&nodes[i].rel)), params, writer)?;
+            progress.inc(nodes[i].stat.size);
+            Ok((i, r))
+        })
+        .collect::<Result<_>>()?;
+    let files_read = read.len() as u64;
+    for (i, r) in read {
+        results[i] = Some(r);
+    }
+    let mut out = assemble(nodes, results, writer)?;
+    out.2.files_read = files_read;
+    Ok(out)
+}
+
+/// Builds every tree bottom-up and returns the root id, the new stat cache
+/// entries, the stats and the skip warnings.
+fn assemble(nodes: &[Node], results: Vec<Option<FileResult>>, writer: &ObjectWriter) -> Result<Built> {
+    let mut stats = Stats::default();
+    let mut warnings = Vec::new();
+    let mut cache_entries = Vec::new();
+    let mut children: HashMap<&[u8], Vec<Entry>> = HashMap::new();
+    let mut dirs: Vec<(&[u8], &Node)> = Vec::new();
+    for (n, res) in nodes.iter().zip(results) {
+        let (parent, name) = split_parent(&n.rel);
+        let mtime_ns = n.stat.mtime_ns;
+        let mut entry = Entry {
+            name: name.to_vec(),
+            mode: n.stat.mode & 0o7777,
+            mtime_ns,
+            size: 0,
+            content: Content::Dir(ObjectId([0; 32])),
+        };
+        match (&n.kind, res) {
+            (NodeKind::Dir, _) => {
+                stats.dirs += 1;
+                dirs.push((&n.rel, n));
+                children.entry(&n.rel).or_default();
+                continue;
+            }
+            (NodeKind::Symlink(t), _) => {
+                stats.symlinks += 1;
+                entry.size = t.len() as u64;
+                entry.content = Content::Symlink(t.clone());
+            }
+            (NodeKind::File, Some(FileResult::Stored(chunks, st))) => {
+                stats.files += 1;
+                stats.bytes += st.size;
+                entry.size = st.size;
+                entry.mode = st.mode & 0o7777;
+                entry.mtime_ns = st.mtime_ns;
+                entry.content = Content::File(chunks.clone());
+                cache_entries.push((n.rel.clone(), CachedFile { stat: st, chunks }));
+            }
+            (NodeKind::File, Some(FileResult::Skipped(w))) => {
+                stats.skipped += 1;
+                warnings.push(w);
+                continue;
+            }
+            (NodeKind::File, None) => continue,
+        }
+        children.entry(parent).or_default().push(entry);
+    }
+    // Deepest first, so every subtree id exists before its parent is built.
+    dirs.sort_by_key(|(rel, _)| std::cmp::Reverse(rel.iter().filter(|&&b| b == b'/').count()));
+    for (rel, node) in dirs {
+        let id = write_tree(children.remove(rel).unwrap_or_default(), writer, rel)?;
+        let (parent, name) = split_parent(rel);
+        children.entry(parent).or_default().push(Entry {
+            name: name.to_vec(),
+            mode: node.stat.mode & 0o7777,
+            mtime_ns: node.stat.mtime_ns,
+            size: 0,
+            content: Content::Dir(id),
+        });
+    }
+    let root = write_tree(children.remove(&b""[..]).unwrap_or_default(), writer, b"")?;
+    Ok((root, cache_entries, stats, warnings))
+}
+
+fn write_tree(entries: Vec<Entry>, writer: &ObjectWriter, rel: &[u8]) -> Result<ObjectId> {
+    let mut tree = Tree { entries };
+    tree.sort();
+    let (id, bytes) = tree.id_and_bytes();
+    if bytes.len() > u32::MAX as usize {
+        return Err(Error::Limit {
+            path: PathBuf::from(String::from_utf8_lossy(rel).into_owned()),
+            detail: "directory listing exceeds 4 GiB; split the directory".into(),
+        });
+    }
+    writer.put(ObjectKind::Tree, id, &bytes)
+}
+
+fn split_parent(rel: &[u8]) -> (&[u8], &[u8]) {
+    match rel.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&rel[..i], &rel[i + 1..]),
+        None => (b"", rel),
+    }
+}
+
+/// Reads, chunks and stores one file; retried when it changes underneath.
+fn read_file(path: &Path, params: ChunkParams, writer: &ObjectWriter) -> Result<FileResult> {
+    for _ in 0..READ_TRIES {
+        let file = match File::options()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+        {
+            Ok(f) => f,
+            Err(e) => return Ok(FileResult::Skipped(format!("skipped {}: {e}", path.display()))),
+        };
+        let before = FileStat::of(&file.metadata().at(path)?);
+        let (chunks, len) = match chunk_file(&file, path, before.size, params, writer) {
+            Ok(r) => r,
+            Err(Error::Io { source, .. }) => {
+                return Ok(FileResult::Skipped(format!(
+                    "skipped {}: {source}",
+                    path.display()
+                )));
+            }
+            Err(e) => return Err(e),
+        };
+        let after = FileStat::of(&file.metadata().at(path)?);
+        if after == before && len == before.size {
+            return Ok(FileResult::Stored(chunks, before));
+        }
+    }
+    Ok(FileResult::Skipped(
+        Error::Unstable {
+            path: path.to_path_buf(),
+            tries: READ_TRIES,
+        }
+        .to_string(),
+    ))
+}
+
+fn chunk_file(
+    mut file: &File,
+    path: &Path,
+    size: u64,
+    params: ChunkParams,
+    writer: &ObjectWriter,
+) -> Result<(Vec<ObjectId>, u64)> {
+    use std::io::Read;
+    if size <= WHOLE_READ_MAX {
+        let mut data = Vec::with_capacity(size as usize + 1);
+        file.read_to_end(&mut data).at(path)?;
+        let ranges = chunker::cut(&data, params);
+        let ids = if ranges.len() > 4 {
+            ranges
+                .into_par_iter()
+                .map(|r| writer.put_chunk(&data[r]))
+                .collect::<Result<_>>()?
+        } else {
+            ranges
+                .into_iter()
+                .map(|r| writer.put_chunk(&data[r]))
+                .collect::<Result<_>>()?
+        };
+        return Ok((ids, data.len() as u64));
+    }
+    let mut ids = Vec::new();
+    let on_err = |e| Error::io(path, e);
+    let len = chunker::stream(file, params, params.window(), on_err, |batch| {
+        let got: Vec<ObjectId> = batch
+            .par_iter()
+            .map(|c| writer.put_chunk(c))
+            .collect::<Result<_>>()?;
+        ids.extend(got);
+        Ok(())
+    })?;
+    Ok((ids, len))
+}

@@ -1,0 +1,199 @@
+//! `moat snapshots`, `moat show`, `moat ls`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use moat::snapshot::Snapshot;
+use moat::tree::Content;
+use moat::{ObjectId, resolve};
+use serde_json::{Value, json};
+
+use super::{Ctx, fmt};
+
+#[derive(Args)]
+pub struct SnapshotsArgs {
+    /// Workspace whose snapshots to list [default: current directory]
+    workspace: Option<PathBuf>,
+    /// List the snapshots of every workspace
+    #[arg(long)]
+    all: bool,
+    /// One JSON array
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct ShowArgs {
+    /// Snapshot id (6+ hex characters), `latest` or `latest~N`
+    id: String,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct LsArgs {
+    /// Snapshot id (6+ hex characters), `latest` or `latest~N`
+    id: String,
+    /// Path inside the snapshot to list
+    path: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn snapshot_json(id: &ObjectId, s: &Snapshot) -> Value {
+    json!({
+        "id": id.to_hex(),
+        "root": s.root.to_hex(),
+        "parent": s.parent.map(|p| p.to_hex()),
+        "workspace": s.workspace_path().to_string_lossy(),
+        "host": s.host,
+        "time": fmt::time(s.time_ns),
+        "time_ns": s.time_ns,
+        "trigger": s.trigger.name(),
+        "message": s.message,
+        "git": s.git.as_ref().map(|g| json!({"commit": g.commit, "branch": g.branch})),
+        "run_id": s.run_id,
+        "stats": {
+            "files": s.stats.files, "dirs": s.stats.dirs, "symlinks": s.stats.symlinks,
+            "bytes": s.stats.bytes, "files_read": s.stats.files_read,
+            "new_objects": s.stats.new_objects, "new_bytes": s.stats.new_bytes,
+            "skipped": s.stats.skipped, "duration_ns": s.stats.duration_ns,
+        },
+    })
+}
+
+/// The current directory as a workspace, for `latest`.
+fn cwd_workspace() -> Option<PathBuf> {
+    std::env::current_dir()
+        .ok()
+        .and_then(|d| std::fs::canonicalize(d).ok())
+}
+
+pub fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> moat::Result<i32> {
+    let store = ctx.open()?;
+    let (all, problems) = store.list_snapshots()?;
+    for p in &problems {
+        eprintln!("moat: warning: {p}");
+    }
+    let ws = match (&a.all, a.workspace) {
+        (true, _) => None,
+        (false, w) => Some(moat::capture::workspace_root(
+            &w.unwrap_or_else(|| PathBuf::from(".")),
+        )?),
+    };
+    let list: Vec<_> = all
+        .iter()
+        .filter(|r| ws.as_ref().is_none_or(|w| r.snap.workspace_path() == *w))
+        .collect();
+    if a.json {
+        let v: Vec<Value> = list.iter().map(|r| snapshot_json(&r.id, &r.snap)).collect();
+        println!("{}", Value::Array(v));
+        return Ok(0);
+    }
+    println!(
+        "{:<12}  {:<19}  {:<10}  {:>7}  {:>10}  message",
+        "id", "time (UTC)", "trigger", "files", "new"
+    );
+    for r in list {
+        let s = &r.snap;
+        let mut msg = s.message.clone();
+        if a.all {
+            msg = format!("[{}] {msg}", s.workspace_path().display());
+        }
+        println!(
+            "{:<12}  {:<19}  {:<10}  {:>7}  {:>10}  {msg}",
+            r.id.short(),
+            fmt::time(s.time_ns),
+            s.trigger.name(),
+            s.stats.files,
+            fmt::bytes(s.stats.new_bytes),
+        );
+    }
+    Ok(0)
+}
+
+pub fn show(ctx: &Ctx, a: ShowArgs) -> moat::Result<i32> {
+    let store = ctx.open()?;
+    let r = resolve::snapshot(&store, &a.id, cwd_workspace().as_deref())?;
+    let v = snapshot_json(&r.id, &r.snap);
+    if a.json {
+        println!("{v}");
+        return Ok(0);
+    }
+    let s = &r.snap;
+    println!("snapshot   {}", r.id);
+    println!("root tree  {}", s.root);
+    println!(
+        "parent     {}",
+        s.parent.map(|p| p.to_hex()).unwrap_or_else(|| "-".into())
+    );
+    println!("workspace  {}", s.workspace_path().display());
+    println!("host       {}", s.host);
+    println!("time       {} UTC", fmt::time(s.time_ns));
+    println!("trigger    {}", s.trigger.name());
+    if let Some(g) = &s.git {
+        println!(
+            "git        {} ({})",
+            g.commit,
+            g.branch.as_deref().unwrap_or("detached")
+        );
+    }
+    if !s.message.is_empty() {
+        println!("message    {}", s.message);
+    }
+    let st = &s.stats;
+    println!(
+        "stats      {} files, {} dirs, {} symlinks, {}; {} files read, {} objects / {} new",
+        st.files,
+        st.dirs,
+        st.symlinks,
+        fmt::bytes(st.bytes),
+        st.files_read,
+        st.new_objects,
+        fmt::bytes(st.new_bytes)
+    );
+    Ok(0)
+}
+
+pub fn ls(ctx: &Ctx, a: LsArgs) -> moat::Result<i32> {
+    let store = ctx.open()?;
+    let r = resolve::snapshot(&store, &a.id, cwd_workspace().as_deref())?;
+    let path = a.path.unwrap_or_default();
+    let items = moat::inspect::list(&store, &r.snap.root, path.as_bytes())?;
+    if a.json {
+        let v: Vec<Value> = items
+            .iter()
+            .map(|l| {
+                json!({
+                    "path": String::from_utf8_lossy(&l.path),
+                    "kind": l.entry.kind_name(),
+                    "mode": l.entry.mode,
+                    "size": l.entry.size,
+                    "mtime_ns": l.entry.mtime_ns,
+                    "target": match &l.entry.content {
+                        Content::Symlink(t) => Some(String::from_utf8_lossy(t).into_owned()),
+                        _ => None,
+                    },
+                })
+            })
+            .collect();
+        println!("{}", Value::Array(v));
+        return Ok(0);
+    }
+    for l in items {
+        let e = &l.entry;
+        let name = String::from_utf8_lossy(&l.path);
+        let suffix = match &e.content {
+            Content::Symlink(t) => format!(" -> {}", String::from_utf8_lossy(t)),
+            Content::Dir(_) => "/".into(),
+            Content::File(_) => String::new(),
+        };
+        println!(
+            "{} {:>10}  {}  {name}{suffix}",
+            fmt::mode(e.kind_name(), e.mode),
+            e.size,
+            fmt::time(e.mtime_ns)
+        );
+    }
+    Ok(0)
+}

@@ -1,0 +1,51 @@
+//! `moat restore`.
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use clap::Args;
+use moat::resolve;
+use moat::restore::{self, RestoreOptions};
+
+use super::{Ctx, bar, fmt};
+
+#[derive(Args)]
+pub struct RestoreArgs {
+    /// Snapshot id (6+ hex characters), `latest` or `latest~N`
+    id: String,
+    /// Directory to restore into (created if missing)
+    #[arg(long, value_name = "DIR")]
+    to: PathBuf,
+    /// Restore only this path of the snapshot
+    #[arg(long, value_name = "SUBPATH")]
+    path: Option<PathBuf>,
+    /// Restore into a non-empty directory, replacing entries in the way
+    #[arg(long)]
+    force: bool,
+}
+
+pub fn run(ctx: &Ctx, a: RestoreArgs) -> moat::Result<i32> {
+    let store = ctx.open()?;
+    let cwd = std::env::current_dir()
+        .ok()
+        .and_then(|d| std::fs::canonicalize(d).ok());
+    let r = resolve::snapshot(&store, &a.id, cwd.as_deref())?;
+    let opts = RestoreOptions {
+        force: a.force,
+        subpath: a.path.map(|p| p.as_os_str().as_bytes().to_vec()),
+    };
+    let progress = bar::progress(ctx.quiet);
+    let rep = restore::restore(&store, &r.snap, &a.to, &opts, progress.as_ref())?;
+    if !ctx.quiet {
+        println!(
+            "restored snapshot {} to {}: {} files, {} dirs, {} symlinks, {}",
+            r.id.short(),
+            a.to.display(),
+            rep.files,
+            rep.dirs,
+            rep.symlinks,
+            fmt::bytes(rep.bytes)
+        );
+    }
+    Ok(0)
+}

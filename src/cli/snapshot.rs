@@ -1,0 +1,87 @@
+//! `moat snapshot`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use moat::capture::{self, CaptureOptions, Outcome};
+use moat::walk::WalkOptions;
+
+use super::{Ctx, bar, fmt, inspect};
+
+#[derive(Args)]
+pub struct SnapshotArgs {
+    /// Workspace directory [default: current directory]
+    workspace: Option<PathBuf>,
+    /// Message stored with the snapshot
+    #[arg(short, long, default_value = "")]
+    message: String,
+    /// Print one JSON object with the id and stats
+    #[arg(long)]
+    json: bool,
+    /// Leave out paths matching GLOB (gitignore syntax; repeatable)
+    #[arg(long, value_name = "GLOB")]
+    exclude: Vec<String>,
+    /// Do not honour .gitignore and .ignore files
+    #[arg(long)]
+    no_ignore: bool,
+    /// Write a snapshot even when nothing changed since the last one
+    #[arg(long)]
+    allow_empty: bool,
+}
+
+pub fn run(ctx: &Ctx, a: SnapshotArgs) -> moat::Result<i32> {
+    let store = ctx.open_or_create()?;
+    let ws = a.workspace.unwrap_or_else(|| PathBuf::from("."));
+    let opts = CaptureOptions {
+        walk: WalkOptions {
+            no_ignore: a.no_ignore,
+            excludes: a.exclude,
+            skip_dir: None,
+        },
+        message: a.message,
+        allow_empty: a.allow_empty,
+        ..CaptureOptions::default()
+    };
+    let progress = bar::progress(ctx.quiet || a.json);
+    let report = capture::capture(&store, &ws, &opts, progress.as_ref())?;
+    for w in &report.warnings {
+        eprintln!("moat: warning: {w}");
+    }
+    let s = &report.snapshot.stats;
+    if a.json {
+        let (id, unchanged) = match &report.outcome {
+            Outcome::Written(id) => (id, false),
+            Outcome::Unchanged(id) => (id, true),
+        };
+        let mut v = inspect::snapshot_json(id, &report.snapshot);
+        v["unchanged"] = unchanged.into();
+        v["warnings"] = report.warnings.clone().into();
+        println!("{v}");
+        return Ok(0);
+    }
+    match report.outcome {
+        Outcome::Written(id) => {
+            if !ctx.quiet {
+                println!(
+                    "snapshot saved: {} files, {} ({} read, {} new stored) in {:.2}s",
+                    s.files,
+                    fmt::bytes(s.bytes),
+                    s.files_read,
+                    fmt::bytes(s.new_bytes),
+                    s.duration_ns as f64 / 1e9
+                );
+            }
+            println!("{id}");
+        }
+        Outcome::Unchanged(parent) => {
+            if !ctx.quiet {
+                println!(
+                    "workspace unchanged since snapshot {}; no snapshot written",
+                    parent.short()
+                );
+            }
+            println!("{parent}");
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,109 @@
+//! Typed errors of the library. Every variant names the path or object it is
+//! about, so the CLI can print a message that says what failed and what to do.
+
+use std::path::PathBuf;
+
+use crate::id::ObjectId;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{path}: not a moat {what} file (bad magic); is this the right store?")]
+    BadMagic { path: PathBuf, what: &'static str },
+
+    #[error(
+        "{path}: {what} format version {found} is not supported (this moat reads version {supported}); upgrade moat"
+    )]
+    UnsupportedVersion {
+        path: PathBuf,
+        what: &'static str,
+        found: u32,
+        supported: u32,
+    },
+
+    #[error("{path}: corrupt {what}: {detail}")]
+    Corrupt {
+        path: PathBuf,
+        what: &'static str,
+        detail: String,
+    },
+
+    #[error("object {id} in pack {pack}: {detail}; the store is damaged, run `moat check --read-data`")]
+    BadObject {
+        id: ObjectId,
+        pack: String,
+        detail: String,
+    },
+
+    #[error("object {id} is not in the store index (referenced by {by}); run `moat check`")]
+    MissingObject { id: ObjectId, by: String },
+
+    #[error("tree {id}: {detail}")]
+    BadTree { id: ObjectId, detail: String },
+
+    #[error("no snapshot matches '{0}'; list them with `moat snapshots --all`")]
+    NoSuchSnapshot(String),
+
+    #[error("snapshot id '{prefix}' is ambiguous: matches {candidates}; give more characters")]
+    AmbiguousSnapshot { prefix: String, candidates: String },
+
+    #[error("'{0}' is not a snapshot id: give 'latest', 'latest~N' or at least 6 hex characters")]
+    BadSnapshotSpec(String),
+
+    #[error("no path '{path}' in snapshot {snapshot}")]
+    NoSuchPath { snapshot: String, path: String },
+
+    #[error("{0}: target exists and is not empty; pass --force to restore into it")]
+    TargetNotEmpty(PathBuf),
+
+    #[error("{0}: workspace is not a directory")]
+    NotADirectory(PathBuf),
+
+    #[error("{path}: cannot decide where the store lives: {detail}")]
+    StoreLocation { path: PathBuf, detail: String },
+
+    #[error("invalid exclude pattern '{pattern}': {detail}")]
+    BadPattern { pattern: String, detail: String },
+
+    #[error("{path}: {detail}")]
+    Limit { path: PathBuf, detail: String },
+
+    #[error("{path}: file kept changing while it was read ({tries} tries); not stored")]
+    Unstable { path: PathBuf, tries: u32 },
+}
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub fn corrupt(path: impl Into<PathBuf>, what: &'static str, detail: impl Into<String>) -> Self {
+        Error::Corrupt {
+            path: path.into(),
+            what,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Attach a path to an `io::Result`.
+pub trait IoContext<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|e| Error::io(path, e))
+    }
+}

@@ -1,0 +1,34 @@
+//! moat: a content-addressed, deduplicating snapshot store for developer
+//! workspaces.
+//!
+//! The library owns all logic; the `moat` binary is a thin CLI over it.
+//! Modules mirror the store's file types (`config`, `pack`, `index`,
+//! `tree`, `snapshot`, `statcache`) and its commands (`capture`, `restore`,
+//! `check`, `inspect`).
+
+pub mod capture;
+pub mod check;
+pub mod chunker;
+pub mod compress;
+pub mod config;
+pub mod error;
+pub mod fsutil;
+pub mod git;
+pub mod header;
+pub mod id;
+pub mod index;
+pub mod inspect;
+pub mod pack;
+pub mod progress;
+pub mod resolve;
+pub mod restore;
+pub mod snapshot;
+pub mod statcache;
+pub mod store;
+pub mod tree;
+pub mod walk;
+pub mod writer;
+
+pub use error::{Error, Result};
+pub use id::ObjectId;
+pub use store::Store;

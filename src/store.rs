@@ -1,0 +1,223 @@
+//! The store on disk: where it lives, its directory layout, and reading
+//! objects and snapshots back with verification.
+//!
+//! Layout under the store root:
+//! `config`, `packs/<xx>/<id>.pack`, `index/<id>.idx`, `snapshots/<id>`,
+//! `cache/<ws>.stat`, `tmp/` (temp files of live or crashed writers) and
+//! `lock` (writers hold a shared `flock` on it).
+//!
+//! Invariant: every object handed out by `read_object` has been checked
+//! against its id; nothing unverified leaves this module.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::config::StoreConfig;
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil;
+use crate::id::ObjectId;
+use crate::index::Index;
+use crate::pack::{self, ObjectKind};
+use crate::snapshot::{self, Snapshot};
+use crate::tree::Tree;
+
+const DIRS: [&str; 5] = ["packs", "index", "snapshots", "cache", "tmp"];
+
+/// Where the store lives: `--store`, else `$MOAT_STORE`, else
+/// `$MOAT_HOME/store`, else `~/.moat/store`.
+pub fn default_location(flag: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = flag {
+        return Ok(p.to_path_buf());
+    }
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    if let Some(p) = env("MOAT_STORE") {
+        return Ok(PathBuf::from(p));
+    }
+    if let Some(h) = env("MOAT_HOME") {
+        return Ok(PathBuf::from(h).join("store"));
+    }
+    match env("HOME") {
+        Some(h) => Ok(PathBuf::from(h).join(".moat").join("store")),
+        None => Err(Error::StoreLocation {
+            path: PathBuf::from("~"),
+            detail: "HOME is not set; pass --store DIR or set MOAT_STORE".into(),
+        }),
+    }
+}
+
+pub struct Store {
+    root: PathBuf,
+    pub config: StoreConfig,
+    index: OnceLock<Index>,
+    maps: Mutex<HashMap<ObjectId, Arc<memmap2::Mmap>>>,
+}
+
+/// A snapshot with its id.
+#[derive(Clone, Debug)]
+pub struct SnapshotRecord {
+    pub id: ObjectId,
+    pub snap: Snapshot,
+}
+
+impl Store {
+    /// Opens the store at `root`, creating it on first use.
+    pub fn open_or_create(root: &Path) -> Result<Self> {
+        for d in DIRS {
+            fs::create_dir_all(root.join(d)).at(root.join(d))?;
+        }
+        let cfg_path = root.join("config");
+        if !cfg_path.exists() {
+            let (mut f, tmp) = fsutil::create_temp(&root.join("tmp"), "config")?;
+            std::io::Write::write_all(&mut f, &StoreConfig::new_default().encode()).at(&tmp)?;
+            f.sync_all().at(&tmp)?;
+            // link() never replaces: of two racing creators, one config wins.
+            let linked = fs::hard_link(&tmp, &cfg_path);
+            let _ = fs::remove_file(&tmp);
+            match linked {
+                Ok(()) => fsutil::fsync_dir(root)?,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io(&cfg_path, e)),
+            }
+        }
+        Self::open(root)
+    }
+
+    /// Opens an existing store.
+    pub fn open(root: &Path) -> Result<Self> {
+        let cfg_path = root.join("config");
+        let data = fs::read(&cfg_path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::StoreLocation {
+                path: root.to_path_buf(),
+                detail: "no moat store here (missing config); take a snapshot to create one".into(),
+            },
+            _ => Error::io(&cfg_path, e),
+        })?;
+        Ok(Store {
+            root: root.to_path_buf(),
+            config: StoreConfig::decode(&data, &cfg_path)?,
+            index: OnceLock::new(),
+            maps: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// A shared lock held by every writer for as long as it writes; `gc`
+    /// takes it exclusively before deleting anything.
+    pub fn lock_shared(&self) -> Result<File> {
+        let path = self.root.join("lock");
+        let f = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .at(&path)?;
+        f.lock_shared().at(&path)?;
+        Ok(f)
+    }
+
+    /// The merged index, loaded on first use.
+    pub fn index(&self) -> Result<&Index> {
+        if let Some(i) = self.index.get() {
+            return Ok(i);
+        }
+        let loaded = Index::load(&self.root.join("index"))?;
+        Ok(self.index.get_or_init(|| loaded))
+    }
+
+    fn pack_map(&self, id: &ObjectId) -> Result<Arc<memmap2::Mmap>> {
+        let mut maps = self.maps.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = maps.get(id) {
+            return Ok(m.clone());
+        }
+        let path = self.root.join(pack::rel_path(id));
+        let file = File::open(&path).at(&path)?;
+        // SAFETY: published packs are immutable; moat never writes to one.
+        let map = Arc::new(unsafe { memmap2::Mmap::map(&file) }.at(&path)?);
+        maps.insert(*id, map.clone());
+        Ok(map)
+    }
+
+    /// Reads one object, decompressed and verified against its id.
+    pub fn read_object(&self, id: &ObjectId, kind: ObjectKind) -> Result<Vec<u8>> {
+        let idx = self.index()?;
+        let e = idx.get(id).ok_or_else(|| Error::MissingObject {
+            id: *id,
+            by: format!("a {} reference", kind.name()),
+        })?;
+        let pack_id = idx.pack_id(e.pack);
+        let bad = |detail: String| Error::BadObject {
+            id: *id,
+            pack: pack_id.to_hex(),
+            detail,
+        };
+        if e.kind != kind {
+            return Err(bad(format!("is a {}, expected a {}", e.kind.name(), kind.name())));
+        }
+        let map = self.pack_map(&pack_id)?;
+        let start = e.offset as usize;
+        let stored = map
+            .get(start..start + e.stored_len as usize)
+            .ok_or_else(|| bad("lies beyond the end of the pack (truncated pack?)".into()))?;
+        crate::compress::decode(id, e.compression, e.raw_len, stored).map_err(bad)
+    }
+
+    pub fn read_tree(&self, id: &ObjectId) -> Result<Tree> {
+        let data = self.read_object(id, ObjectKind::Tree)?;
+        Tree::decode(&data).map_err(|detail| Error::BadTree { id: *id, detail })
+    }
+
+    /// Loads one snapshot file and checks it against its name.
+    pub fn load_snapshot(&self, id: &ObjectId) -> Result<Snapshot> {
+        let path = self.root.join(snapshot::rel_path(id));
+        let data = fs::read(&path).at(&path)?;
+        if ObjectId::hash(&data) != *id {
+            return Err(Error::corrupt(&path, "snapshot", "content does not match its id"));
+        }
+        Snapshot::decode(&data, &path)
+    }
+
+    /// All snapshot ids in the store (unsorted, unread).
+    pub fn snapshot_ids(&self) -> Result<Vec<ObjectId>> {
+        let dir = self.root.join("snapshots");
+        let mut ids = Vec::new();
+        for ent in fs::read_dir(&dir).at(&dir)? {
+            let ent = ent.at(&dir)?;
+            if let Some(id) = ent.file_name().to_str().and_then(ObjectId::from_hex) {
+                ids.push(id);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// All readable snapshots, oldest first, and the errors of unreadable ones.
+    pub fn list_snapshots(&self) -> Result<(Vec<SnapshotRecord>, Vec<Error>)> {
+        let mut out = Vec::new();
+        let mut problems = Vec::new();
+        for id in self.snapshot_ids()? {
+            match self.load_snapshot(&id) {
+                Ok(snap) => out.push(SnapshotRecord { id, snap }),
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => problems.push(e),
+            }
+        }
+        out.sort_by_key(|r| (r.snap.time_ns, r.id));
+        Ok((out, problems))
+    }
+
+    /// Publishes a snapshot file: the commit point of a capture.
+    pub fn write_snapshot(&self, snap: &Snapshot) -> Result<ObjectId> {
+        let (id, bytes) = snap.encode();
+        let dest = self.root.join(snapshot::rel_path(&id));
+        fsutil::atomic_write(&self.tmp_dir(), &dest, &bytes, true)?;
+        Ok(id)
+    }
+}

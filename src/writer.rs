@@ -1,0 +1,124 @@
+//! A writing session: stores new objects into packs, skipping objects the
+//! store (or this session) already has, and publishes packs and one index
+//! file at the end.
+//!
+//! Invariants: objects are deduplicated before compression, so a known
+//! chunk costs one hash and one lookup. Chunks and trees go to separate
+//! packs. Nothing is visible to readers until `finish` has published the
+//! packs and then the index that lists them.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::Result;
+use crate::fsutil;
+use crate::id::ObjectId;
+use crate::index::{Index, IndexFile};
+use crate::pack::{FinishedPack, ObjectKind, PackWriter};
+use crate::store::Store;
+
+struct Sink {
+    current: Option<PackWriter>,
+}
+
+pub struct ObjectWriter<'a> {
+    store: &'a Store,
+    index: &'a Index,
+    seen: Mutex<HashSet<ObjectId>>,
+    chunks: Mutex<Sink>,
+    trees: Mutex<Sink>,
+    finished: Mutex<Vec<FinishedPack>>,
+    pub new_objects: AtomicU64,
+    pub new_bytes: AtomicU64,
+}
+
+impl<'a> ObjectWriter<'a> {
+    pub fn new(store: &'a Store, index: &'a Index) -> Self {
+        ObjectWriter {
+            store,
+            index,
+            seen: Mutex::new(HashSet::new()),
+            chunks: Mutex::new(Sink { current: None }),
+            trees: Mutex::new(Sink { current: None }),
+            finished: Mutex::new(Vec::new()),
+            new_objects: AtomicU64::new(0),
+            new_bytes: AtomicU64::new(0),
+        }
+    }
+
+    /// True when the store or this session already holds `id`.
+    pub fn has(&self, id: &ObjectId) -> bool {
+        self.index.contains(id) || lock(&self.seen).contains(id)
+    }
+
+    /// Stores `raw` under `id` unless it is already stored. Returns the id.
+    pub fn put(&self, kind: ObjectKind, id: ObjectId, raw: &[u8]) -> Result<ObjectId> {
+        if self.index.contains(&id) || !lock(&self.seen).insert(id) {
+            return Ok(id);
+        }
+        let (comp, stored) = crate::compress::encode(raw, self.store.config.zstd_level);
+        self.new_objects.fetch_add(1, Ordering::Relaxed);
+        self.new_bytes.fetch_add(stored.len() as u64, Ordering::Relaxed);
+        let sink = match kind {
+            ObjectKind::Chunk => &self.chunks,
+            ObjectKind::Tree => &self.trees,
+        };
+        let full = {
+            let mut s = lock(sink);
+            if s.current.is_none() {
+                s.current = Some(PackWriter::create(&self.store.tmp_dir())?);
+            }
+            let w = s.current.as_mut().expect("just created");
+            w.add(id, kind, comp, raw.len() as u32, &stored)?;
+            if w.bytes() >= self.store.config.pack_target as u64 {
+                s.current.take()
+            } else {
+                None
+            }
+        };
+        // Finish a full pack outside the lock: its fsync must not stall
+        // the other workers.
+        if let Some(w) = full {
+            let done = w.finish(self.store.root())?;
+            lock(&self.finished).push(done);
+        }
+        Ok(id)
+    }
+
+    /// Hashes and stores a chunk.
+    pub fn put_chunk(&self, raw: &[u8]) -> Result<ObjectId> {
+        self.put(ObjectKind::Chunk, ObjectId::hash(raw), raw)
+    }
+
+    /// Publishes open packs, then one index file listing every pack of the
+    /// session. Returns the number of packs published.
+    pub fn finish(self) -> Result<usize> {
+        let mut finished = self.finished.into_inner().unwrap_or_else(|p| p.into_inner());
+        for sink in [self.chunks, self.trees] {
+            if let Some(w) = sink.into_inner().unwrap_or_else(|p| p.into_inner()).current {
+                finished.push(w.finish(self.store.root())?);
+            }
+        }
+        if finished.is_empty() {
+            return Ok(0);
+        }
+        let (id, bytes) = IndexFile::from_packs(&finished).encode();
+        let dest = self.store.root().join(crate::index::rel_path(&id));
+        fsutil::atomic_write(&self.store.tmp_dir(), &dest, &bytes, true)?;
+        Ok(finished.len())
+    }
+
+    /// Drops unfinished packs after an error.
+    pub fn abandon(self) {
+        for sink in [self.chunks, self.trees] {
+            if let Some(w) = sink.into_inner().unwrap_or_else(|p| p.into_inner()).current {
+                w.abandon();
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
