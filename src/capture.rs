@@ -128,6 +128,7 @@ pub fn capture(
     stats.new_objects = writer.new_objects.load(Ordering::Relaxed);
     stats.new_bytes = writer.new_bytes.load(Ordering::Relaxed);
     writer.finish()?;
+    fsutil::failpoint("before-snapshot");
 
     stats.duration_ns = started.elapsed().as_nanos() as u64;
     let snap = Snapshot {

@@ -74,3 +74,12 @@ pub fn publish(tmp: &Path, dest: &Path) -> Result<()> {
     fs::rename(tmp, dest).at(dest)?;
     fsync_dir(parent)
 }
+
+/// Crash-test hook: when `MOAT_FAILPOINT` names this point, the process
+/// aborts here like a `kill -9` would (no destructors, no cleanup), so the
+/// tests can prove the store survives a crash at exactly this step.
+pub fn failpoint(name: &str) {
+    if std::env::var_os("MOAT_FAILPOINT").is_some_and(|v| v == name) {
+        std::process::abort();
+    }
+}

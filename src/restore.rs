@@ -67,6 +67,10 @@ pub fn restore(
     progress: &dyn Progress,
 ) -> Result<RestoreReport> {
     let start_ns = fsutil::now_ns();
+    if let Some(p) = &opts.subpath {
+        // A path that is not in the snapshot fails before the target is touched.
+        crate::inspect::lookup(store, &snap.root, p)?;
+    }
     prepare_target(target, opts.force)?;
     let target = fs::canonicalize(target).at(target)?;
     let plan = plan(store, &snap.root, &target, opts.subpath.as_deref())?;
@@ -135,10 +139,6 @@ fn prepare_target(target: &Path, force: bool) -> Result<()> {
 fn plan(store: &Store, root: &ObjectId, target: &Path, subpath: Option<&[u8]>) -> Result<Plan> {
     let mut plan = Plan::default();
     let want = crate::inspect::components(subpath.unwrap_or_default());
-    if subpath.is_some() {
-        // Fails with a clear error when the path is not in the snapshot.
-        crate::inspect::lookup(store, root, subpath.unwrap_or_default())?;
-    }
     plan_tree(store, root, target, b"", &want, &mut plan)?;
     Ok(plan)
 }

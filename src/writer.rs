@@ -103,6 +103,7 @@ impl<'a> ObjectWriter<'a> {
         if finished.is_empty() {
             return Ok(0);
         }
+        fsutil::failpoint("after-packs");
         let (id, bytes) = IndexFile::from_packs(&finished).encode();
         let dest = self.store.root().join(crate::index::rel_path(&id));
         fsutil::atomic_write(&self.store.tmp_dir(), &dest, &bytes, true)?;
