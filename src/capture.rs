@@ -86,6 +86,85 @@ pub fn workspace_root(path: &Path) -> Result<PathBuf> {
     Ok(p)
 }
 
+/// The result of walking a workspace and hashing what changed.
+pub struct Scan {
+    pub ws: PathBuf,
+    pub start_ns: i64,
+    pub root: ObjectId,
+    /// The stat cache entries describing the workspace as scanned.
+    pub cache_entries: Vec<(Vec<u8>, CachedFile)>,
+    pub stats: Stats,
+    pub warnings: Vec<String>,
+}
+
+/// Walks `ws` (canonical) and builds its trees through `writer`.
+fn scan(
+    store: &Store,
+    ws: &Path,
+    walk_opts: &WalkOptions,
+    writer: &ObjectWriter,
+    progress: &dyn Progress,
+) -> Result<Scan> {
+    let start_ns = fsutil::now_ns();
+    let mut warnings = Vec::new();
+    let cache = StatCache::load(&StatCache::path_for(store.root(), ws)).unwrap_or_else(|e| {
+        warnings.push(format!(
+            "ignoring unreadable stat cache ({e}); every file will be read"
+        ));
+        StatCache::default()
+    });
+    let mut wopts = walk_opts.clone();
+    if wopts.skip_dir.is_none() {
+        wopts.skip_dir = std::fs::canonicalize(store.root()).ok();
+    }
+    progress.start("scanning", 0);
+    let (nodes, walk_warnings) = walk::walk(ws, &wopts)?;
+    warnings.extend(walk_warnings);
+    let (root, cache_entries, mut stats, skipped) = build(store, ws, &nodes, &cache, writer, progress)?;
+    warnings.extend(skipped);
+    stats.new_objects = writer.new_objects.load(Ordering::Relaxed);
+    stats.new_bytes = writer.new_bytes.load(Ordering::Relaxed);
+    Ok(Scan {
+        ws: ws.to_path_buf(),
+        start_ns,
+        root,
+        cache_entries,
+        stats,
+        warnings,
+    })
+}
+
+/// Scans a workspace without writing anything to the store. Returns the
+/// scan and the trees the store does not hold yet (encoded), so the
+/// workspace can be compared with snapshots.
+pub fn scan_dry(
+    store: &Store,
+    workspace: &Path,
+    walk_opts: &WalkOptions,
+    progress: &dyn Progress,
+) -> Result<(Scan, HashMap<ObjectId, Vec<u8>>)> {
+    let ws = workspace_root(workspace)?;
+    let writer = ObjectWriter::dry(store)?;
+    let scan = scan(store, &ws, walk_opts, &writer, progress)?;
+    Ok((scan, writer.finish_dry()))
+}
+
+/// Replaces the workspace's stat cache (best effort: it is only a cache).
+pub fn save_cache(
+    store: &Store,
+    ws: &Path,
+    taken_ns: i64,
+    entries: Vec<(Vec<u8>, CachedFile)>,
+) -> Result<()> {
+    let bytes = StatCache::encode(taken_ns, entries);
+    fsutil::atomic_write(
+        &store.tmp_dir(),
+        &StatCache::path_for(store.root(), ws),
+        &bytes,
+        false,
+    )
+}
+
 pub fn capture(
     store: &Store,
     workspace: &Path,
@@ -95,41 +174,26 @@ pub fn capture(
     let started = Instant::now();
     let ws = workspace_root(workspace)?;
     let _lock = store.lock_shared()?;
-    let start_ns = fsutil::now_ns();
-    let mut warnings = Vec::new();
-    let cache_path = StatCache::path_for(store.root(), &ws);
-    let cache = StatCache::load(&cache_path).unwrap_or_else(|e| {
-        warnings.push(format!(
-            "ignoring unreadable stat cache ({e}); every file will be read"
-        ));
-        StatCache::default()
-    });
     let parent = latest_of(store, &ws)?;
-
-    let mut wopts = opts.walk.clone();
-    if wopts.skip_dir.is_none() {
-        wopts.skip_dir = std::fs::canonicalize(store.root()).ok();
-    }
-    progress.start("scanning", 0);
-    let (nodes, walk_warnings) = walk::walk(&ws, &wopts)?;
-    warnings.extend(walk_warnings);
-
-    let index = store.index()?;
-    let writer = ObjectWriter::new(store, index);
-    let result = build(store, &ws, &nodes, &cache, &writer, progress);
-    let (root, files, mut stats, skipped) = match result {
-        Ok(r) => r,
+    let writer = ObjectWriter::new(store)?;
+    let scan = match scan(store, &ws, &opts.walk, &writer, progress) {
+        Ok(s) => s,
         Err(e) => {
             writer.abandon();
             return Err(e);
         }
     };
-    warnings.extend(skipped);
-    stats.new_objects = writer.new_objects.load(Ordering::Relaxed);
-    stats.new_bytes = writer.new_bytes.load(Ordering::Relaxed);
     writer.finish()?;
     fsutil::failpoint("before-snapshot");
 
+    let Scan {
+        root,
+        start_ns,
+        cache_entries,
+        mut stats,
+        mut warnings,
+        ..
+    } = scan;
     stats.duration_ns = started.elapsed().as_nanos() as u64;
     let snap = Snapshot {
         root,
@@ -150,8 +214,7 @@ pub fn capture(
         _ => Outcome::Written(store.write_snapshot(&snap)?),
     };
     // The cache goes last: it may only name chunks whose index is published.
-    let bytes = StatCache::encode(start_ns, files);
-    if let Err(e) = fsutil::atomic_write(&store.tmp_dir(), &cache_path, &bytes, false) {
+    if let Err(e) = save_cache(store, &ws, start_ns, cache_entries) {
         warnings.push(format!("could not save the stat cache: {e}"));
     }
     progress.finish();
@@ -182,14 +245,13 @@ fn build(
     writer: &ObjectWriter,
     progress: &dyn Progress,
 ) -> Result<Built> {
-    let index = store.index()?;
     let mut results: Vec<Option<FileResult>> = nodes
         .iter()
         .map(|n| {
             let hit = (n.kind == NodeKind::File)
                 .then(|| cache.lookup(&n.rel, &n.stat))
                 .flatten()
-                .filter(|chunks| chunks.iter().all(|c| index.contains(c)));
+                .filter(|chunks| chunks.iter().all(|c| writer.in_store(c)));
             hit.map(|c| FileResult::Stored(c.to_vec(), n.stat))
         })
         .collect();

@@ -93,14 +93,14 @@ pub fn check(store: &Store, opts: &CheckOptions, progress: &dyn Progress) -> Res
             .par_iter()
             .enumerate()
             .map(|(n, p)| {
-                let out = verify_pack(store.root(), index, n as u32, p);
+                let out = verify_pack(store.root(), &index, n as u32, p);
                 progress.inc(1);
                 out
             })
             .collect();
         r.problems.extend(found.into_iter().flatten());
     }
-    r.notes.extend(unindexed_packs(store.root(), index)?);
+    r.notes.extend(unindexed_packs(store.root(), &index)?);
     progress.finish();
     Ok(r)
 }

@@ -76,6 +76,15 @@ pub enum Error {
     #[error("{path}: {detail}")]
     Limit { path: PathBuf, detail: String },
 
+    #[error(
+        "snapshot {snapshot} was taken of {snap_ws}, not of {ws}; pass --force to roll this workspace back to it anyway"
+    )]
+    OtherWorkspace {
+        snapshot: String,
+        snap_ws: PathBuf,
+        ws: PathBuf,
+    },
+
     #[error("{path}: file kept changing while it was read ({tries} tries); not stored")]
     Unstable { path: PathBuf, tries: u32 },
 }

@@ -8,22 +8,19 @@
 //! written. A file's length must equal its manifest size.
 
 use std::ffi::OsStr;
-use std::fs::{self, File, FileTimes};
-use std::io::Write;
+use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
 
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::id::ObjectId;
-use crate::pack::ObjectKind;
+use crate::materialize;
 use crate::progress::Progress;
 use crate::snapshot::Snapshot;
-use crate::statcache::{CachedFile, FileStat, StatCache};
+use crate::statcache::CachedFile;
 use crate::store::Store;
 use crate::tree::{Content, Entry};
 
@@ -75,7 +72,7 @@ pub fn restore(
     let target = fs::canonicalize(target).at(target)?;
     let plan = plan(store, &snap.root, &target, opts.subpath.as_deref())?;
     for (path, _, _) in &plan.dirs {
-        ensure_dir(path)?;
+        materialize::ensure_dir(path)?;
     }
     let bytes: u64 = plan.files.iter().map(|j| j.entry.size).sum();
     progress.start("restoring", bytes);
@@ -83,7 +80,7 @@ pub fn restore(
         .files
         .par_iter()
         .map(|job| {
-            let stat = write_file(store, job)?;
+            let stat = materialize::write_file(store, &job.path, &job.entry, &job.chunks, false)?;
             progress.inc(job.entry.size);
             Ok((
                 job.rel.clone(),
@@ -95,23 +92,16 @@ pub fn restore(
         })
         .collect::<Result<_>>()?;
     for (path, e) in &plan.links {
-        write_symlink(path, e)?;
+        materialize::write_symlink(path, e, false)?;
     }
     for (path, _, e) in plan.dirs.iter().rev() {
-        fs::set_permissions(path, fs::Permissions::from_mode(e.mode & 0o1777)).at(path)?;
-        set_mtime_nofollow(path, e.mtime_ns)?;
+        materialize::set_dir_meta(path, e)?;
     }
     progress.finish();
     // A restored tree is a workspace the stat cache already knows, so the
     // next snapshot of it reads nothing.
     if opts.subpath.is_none() {
-        let bytes = StatCache::encode(start_ns, cached);
-        let _ = fsutil::atomic_write(
-            &store.tmp_dir(),
-            &StatCache::path_for(store.root(), &target),
-            &bytes,
-            false,
-        );
+        let _ = crate::capture::save_cache(store, &target, start_ns, cached);
     }
     Ok(RestoreReport {
         files: plan.files.len() as u64,
@@ -182,100 +172,4 @@ fn plan_tree(
         }
     }
     Ok(())
-}
-
-/// Removes whatever is at `path` without following it.
-fn clear(path: &Path) -> Result<()> {
-    match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => fs::remove_dir_all(path).at(path),
-        Ok(_) => fs::remove_file(path).at(path),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io(path, e)),
-    }
-}
-
-/// Makes `path` a real directory, replacing a file or symlink in the way.
-fn ensure_dir(path: &Path) -> Result<()> {
-    match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => {
-            // Owner must be able to write into it until the final chmod.
-            let mode = m.permissions().mode() | 0o700;
-            fs::set_permissions(path, fs::Permissions::from_mode(mode)).at(path)
-        }
-        Ok(_) => {
-            clear(path)?;
-            fs::create_dir(path).at(path)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => fs::create_dir(path).at(path),
-        Err(e) => Err(Error::io(path, e)),
-    }
-}
-
-fn write_file(store: &Store, job: &FileJob) -> Result<FileStat> {
-    let (path, e) = (job.path.as_path(), &job.entry);
-    clear(path)?;
-    let mut f = File::options()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .at(path)?;
-    let mut written = 0u64;
-    for c in &job.chunks {
-        let data = store.read_object(c, ObjectKind::Chunk)?;
-        written += data.len() as u64;
-        if written > e.size {
-            break;
-        }
-        f.write_all(&data).at(path)?;
-    }
-    if written != e.size {
-        drop(f);
-        let _ = fs::remove_file(path);
-        return Err(Error::corrupt(
-            path,
-            "tree entry",
-            format!("chunks hold {written} bytes but the manifest says {}", e.size),
-        ));
-    }
-    f.set_permissions(fs::Permissions::from_mode(e.mode & 0o1777))
-        .at(path)?;
-    f.set_times(FileTimes::new().set_modified(to_system_time(e.mtime_ns)))
-        .at(path)?;
-    Ok(FileStat::of(&f.metadata().at(path)?))
-}
-
-fn write_symlink(path: &Path, e: &Entry) -> Result<()> {
-    let Content::Symlink(target) = &e.content else {
-        return Ok(());
-    };
-    clear(path)?;
-    std::os::unix::fs::symlink(OsStr::from_bytes(target), path).at(path)?;
-    set_mtime_nofollow(path, e.mtime_ns)
-}
-
-fn set_mtime_nofollow(path: &Path, mtime_ns: i64) -> Result<()> {
-    use nix::sys::stat::{UtimensatFlags, utimensat};
-    use nix::sys::time::TimeSpec;
-    let ts = TimeSpec::new(
-        mtime_ns.div_euclid(1_000_000_000),
-        mtime_ns.rem_euclid(1_000_000_000),
-    );
-    utimensat(
-        nix::fcntl::AT_FDCWD,
-        path,
-        &TimeSpec::UTIME_OMIT,
-        &ts,
-        UtimensatFlags::NoFollowSymlink,
-    )
-    .map_err(|e| Error::io(path, e.into()))
-}
-
-fn to_system_time(ns: i64) -> SystemTime {
-    if ns >= 0 {
-        UNIX_EPOCH + Duration::from_nanos(ns as u64)
-    } else {
-        UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs())
-    }
 }

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use crate::config::StoreConfig;
 use crate::error::{Error, IoContext, Result};
@@ -50,7 +50,7 @@ pub fn default_location(flag: Option<&Path>) -> Result<PathBuf> {
 pub struct Store {
     root: PathBuf,
     pub config: StoreConfig,
-    index: OnceLock<Index>,
+    index: Mutex<Option<Arc<Index>>>,
     maps: Mutex<HashMap<ObjectId, Arc<memmap2::Mmap>>>,
 }
 
@@ -97,7 +97,7 @@ impl Store {
         Ok(Store {
             root: root.to_path_buf(),
             config: StoreConfig::decode(&data, &cfg_path)?,
-            index: OnceLock::new(),
+            index: Mutex::new(None),
             maps: Mutex::new(HashMap::new()),
         })
     }
@@ -124,13 +124,21 @@ impl Store {
         Ok(f)
     }
 
-    /// The merged index, loaded on first use.
-    pub fn index(&self) -> Result<&Index> {
-        if let Some(i) = self.index.get() {
-            return Ok(i);
+    /// The merged index, loaded on first use and after `invalidate_index`.
+    pub fn index(&self) -> Result<Arc<Index>> {
+        let mut slot = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = slot.as_ref() {
+            return Ok(i.clone());
         }
-        let loaded = Index::load(&self.root.join("index"))?;
-        Ok(self.index.get_or_init(|| loaded))
+        let loaded = Arc::new(Index::load(&self.root.join("index"))?);
+        *slot = Some(loaded.clone());
+        Ok(loaded)
+    }
+
+    /// Forgets the loaded index, so the next read sees newly published
+    /// index files (called after this process publishes one).
+    pub fn invalidate_index(&self) {
+        *self.index.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     fn pack_map(&self, id: &ObjectId) -> Result<Arc<memmap2::Mmap>> {

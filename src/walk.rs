@@ -98,7 +98,14 @@ fn visit(root: &Path, res: std::result::Result<ignore::DirEntry, ignore::Error>)
         Ok(e) => e,
         Err(e) => return Some(Found::Warning(format!("skipped: {e}"))),
     };
-    if ent.depth() == 0 {
+    // The workspace root itself, and the temp siblings of an interrupted
+    // rollback, are not workspace content.
+    if ent.depth() == 0
+        || ent
+            .file_name()
+            .as_bytes()
+            .starts_with(crate::materialize::TEMP_PREFIX)
+    {
         return None;
     }
     let path = ent.path();

@@ -7,9 +7,9 @@
 //! packs. Nothing is visible to readers until `finish` has published the
 //! packs and then the index that lists them.
 
-use std::collections::HashSet;
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::error::Result;
 use crate::fsutil;
@@ -24,27 +24,51 @@ struct Sink {
 
 pub struct ObjectWriter<'a> {
     store: &'a Store,
-    index: &'a Index,
+    index: Arc<Index>,
     seen: Mutex<HashSet<ObjectId>>,
     chunks: Mutex<Sink>,
     trees: Mutex<Sink>,
     finished: Mutex<Vec<FinishedPack>>,
     pub new_objects: AtomicU64,
     pub new_bytes: AtomicU64,
+    /// Dry sessions hash but write nothing; they keep new trees in memory.
+    dry: bool,
+    mem_trees: Mutex<HashMap<ObjectId, Vec<u8>>>,
 }
 
 impl<'a> ObjectWriter<'a> {
-    pub fn new(store: &'a Store, index: &'a Index) -> Self {
-        ObjectWriter {
+    pub fn new(store: &'a Store) -> Result<Self> {
+        Ok(ObjectWriter {
             store,
-            index,
             seen: Mutex::new(HashSet::new()),
             chunks: Mutex::new(Sink { current: None }),
             trees: Mutex::new(Sink { current: None }),
             finished: Mutex::new(Vec::new()),
             new_objects: AtomicU64::new(0),
             new_bytes: AtomicU64::new(0),
-        }
+            dry: false,
+            mem_trees: Mutex::new(HashMap::new()),
+            index: store.index()?,
+        })
+    }
+
+    /// A session that computes ids without writing anything (for `diff`
+    /// against a workspace). New trees are kept and returned by `finish_dry`.
+    pub fn dry(store: &'a Store) -> Result<Self> {
+        Ok(ObjectWriter {
+            dry: true,
+            ..Self::new(store)?
+        })
+    }
+
+    /// Whether the store (not this session) holds `id`.
+    pub fn in_store(&self, id: &ObjectId) -> bool {
+        self.index.contains(id)
+    }
+
+    /// The trees a dry session produced that the store does not hold.
+    pub fn finish_dry(self) -> HashMap<ObjectId, Vec<u8>> {
+        self.mem_trees.into_inner().unwrap_or_else(|p| p.into_inner())
     }
 
     /// True when the store or this session already holds `id`.
@@ -55,6 +79,12 @@ impl<'a> ObjectWriter<'a> {
     /// Stores `raw` under `id` unless it is already stored. Returns the id.
     pub fn put(&self, kind: ObjectKind, id: ObjectId, raw: &[u8]) -> Result<ObjectId> {
         if self.index.contains(&id) || !lock(&self.seen).insert(id) {
+            return Ok(id);
+        }
+        if self.dry {
+            if kind == ObjectKind::Tree {
+                lock(&self.mem_trees).insert(id, raw.to_vec());
+            }
             return Ok(id);
         }
         let (comp, stored) = crate::compress::encode(raw, self.store.config.zstd_level);
@@ -107,6 +137,7 @@ impl<'a> ObjectWriter<'a> {
         let (id, bytes) = IndexFile::from_packs(&finished).encode();
         let dest = self.store.root().join(crate::index::rel_path(&id));
         fsutil::atomic_write(&self.store.tmp_dir(), &dest, &bytes, true)?;
+        self.store.invalidate_index();
         Ok(finished.len())
     }
 

@@ -7,7 +7,6 @@ use std::fs;
 
 use common::*;
 use moat::ObjectId;
-use moat::index::Index;
 use moat::pack::ObjectKind;
 use moat::snapshot::{Snapshot, Stats, Trigger};
 use moat::tree::{Content, Entry, Tree};
@@ -101,8 +100,7 @@ fn bad_magic_and_unknown_version_are_clear_errors() {
 /// Commits a snapshot whose root tree is `root` (written as is).
 fn commit_hostile(env: &Env, trees: &[Tree], chunks: &[&[u8]]) -> String {
     let store = moat::Store::open_or_create(&env.store()).unwrap();
-    let index = Index::default();
-    let w = ObjectWriter::new(&store, &index);
+    let w = ObjectWriter::new(&store).unwrap();
     for c in chunks {
         w.put_chunk(c).unwrap();
     }

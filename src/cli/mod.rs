@@ -3,9 +3,11 @@
 
 mod bar;
 mod check;
+mod diff;
 mod fmt;
 mod inspect;
 mod restore;
+mod rollback;
 mod snapshot;
 
 use std::path::PathBuf;
@@ -43,6 +45,12 @@ enum Cmd {
     Ls(inspect::LsArgs),
     /// Restore a snapshot into a directory
     Restore(restore::RestoreArgs),
+    /// Show changes between two snapshots, or a snapshot and the workspace
+    Diff(diff::DiffArgs),
+    /// Snapshots in which a path changed, newest first
+    Log(diff::LogArgs),
+    /// Return a workspace to a snapshot (after a safety snapshot)
+    Rollback(rollback::RollbackArgs),
     /// Verify the store: every snapshot complete; with --read-data every byte
     Check(check::CheckArgs),
 }
@@ -80,6 +88,9 @@ pub fn run() -> i32 {
         Cmd::Ls(a) => inspect::ls(&ctx, a),
         Cmd::Restore(a) => restore::run(&ctx, a),
         Cmd::Check(a) => check::run(&ctx, a),
+        Cmd::Diff(a) => diff::run_diff(&ctx, a),
+        Cmd::Log(a) => diff::run_log(&ctx, a),
+        Cmd::Rollback(a) => rollback::run(&ctx, a),
     };
     match res {
         Ok(code) => code,

@@ -194,3 +194,33 @@ pub fn du(dir: &Path) -> u64 {
     }
     total
 }
+
+/// `listing` without entries under the given top-level names.
+pub fn listing_without(root: &Path, skip: &[&str]) -> Vec<String> {
+    listing(root)
+        .into_iter()
+        .filter(|l| {
+            !skip
+                .iter()
+                .any(|s| l.starts_with(&format!("{s}:")) || l.starts_with(&format!("{s}/")))
+        })
+        .collect()
+}
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "-c",
+            "core.quotePath=false",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run git");
+    assert!(out.status.success(), "git {args:?}: {}", show(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

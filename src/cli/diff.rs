@@ -1,0 +1,296 @@
+//! `moat diff` and `moat log`: git-like views of changes.
+
+use std::io::IsTerminal;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use moat::diff::{self, Change, Status, Trees};
+use moat::patch;
+use moat::progress::NoProgress;
+use moat::walk::WalkOptions;
+use moat::{ObjectId, resolve};
+use serde_json::{Value, json};
+
+use super::{Ctx, fmt};
+
+#[derive(Args)]
+pub struct DiffArgs {
+    /// Old snapshot (id prefix, `latest`, `latest~N`)
+    a: String,
+    /// New snapshot [default: the workspace as it is now]
+    b: Option<String>,
+    /// One line per path: A/M/D/T/R and the path (the default)
+    #[arg(long, group = "mode")]
+    name_status: bool,
+    /// Lines added and removed per file, and a summary
+    #[arg(long, group = "mode")]
+    stat: bool,
+    /// Unified diffs of text files
+    #[arg(short = 'p', long, group = "mode")]
+    patch: bool,
+    /// One JSON array of changes
+    #[arg(long, group = "mode")]
+    json: bool,
+    /// Never colour the output
+    #[arg(long)]
+    no_color: bool,
+    /// Only these paths
+    #[arg(last = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct LogArgs {
+    /// A file or directory of the workspace [default: everything]
+    path: Option<PathBuf>,
+    /// Workspace [default: current directory]
+    #[arg(long)]
+    workspace: Option<PathBuf>,
+    /// Show each change as a patch
+    #[arg(short = 'p', long)]
+    patch: bool,
+    #[arg(long)]
+    no_color: bool,
+}
+
+/// What the two sides of a diff are.
+pub struct Sides<'a> {
+    pub trees: Trees<'a>,
+    /// The live workspace when the new side is not a snapshot.
+    pub live: Option<PathBuf>,
+}
+
+pub struct Colors(bool);
+
+pub fn plain() -> Colors {
+    Colors(false)
+}
+
+impl Colors {
+    fn paint(&self, code: &str, s: &str) -> String {
+        if self.0 {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+}
+
+fn colors(no_color: bool) -> Colors {
+    Colors(!no_color && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+}
+
+fn lossy(p: &[u8]) -> String {
+    String::from_utf8_lossy(p).into_owned()
+}
+
+fn path_args(paths: &[PathBuf]) -> Vec<Vec<u8>> {
+    paths.iter().map(|p| p.as_os_str().as_bytes().to_vec()).collect()
+}
+
+pub fn run_diff(ctx: &Ctx, a: DiffArgs) -> moat::Result<i32> {
+    let store = ctx.open()?;
+    let cwd = std::env::current_dir()
+        .ok()
+        .and_then(|d| std::fs::canonicalize(d).ok());
+    let old = resolve::snapshot(&store, &a.a, cwd.as_deref())?;
+    let mut trees = Trees::new(&store);
+    let (new_root, live): (ObjectId, Option<PathBuf>) = match &a.b {
+        Some(b) => (resolve::snapshot(&store, b, cwd.as_deref())?.snap.root, None),
+        None => {
+            let ws = old.snap.workspace_path();
+            let (scan, mem) = moat::capture::scan_dry(&store, &ws, &WalkOptions::default(), &NoProgress)?;
+            trees.mem = mem;
+            (scan.root, Some(ws))
+        }
+    };
+    let changes = diff::diff(
+        &trees,
+        Some(&old.snap.root),
+        Some(&new_root),
+        &path_args(&a.paths),
+    )?;
+    let sides = Sides { trees, live };
+    let c = colors(a.no_color);
+    if a.json {
+        print_json(&sides, &changes)?;
+    } else if a.stat {
+        print_stat(&sides, &changes)?;
+    } else if a.patch {
+        print_patches(&sides, &changes, &c)?;
+    } else {
+        print_name_status(&changes, &c);
+    }
+    Ok(0)
+}
+
+fn load_pair(s: &Sides, c: &Change) -> moat::Result<(Vec<u8>, Vec<u8>)> {
+    let from = c.from.as_deref().unwrap_or(&c.path);
+    let old = match &c.old {
+        Some(e) => patch::load(&s.trees, None, from, e)?,
+        None => Vec::new(),
+    };
+    let new = match &c.new {
+        Some(e) => patch::load(&s.trees, s.live.as_deref(), &c.path, e)?,
+        None => Vec::new(),
+    };
+    Ok((old, new))
+}
+
+pub fn print_name_status(changes: &[Change], c: &Colors) {
+    for ch in changes {
+        let code = match ch.status {
+            Status::Added => "32",
+            Status::Deleted => "31",
+            _ => "33",
+        };
+        match &ch.from {
+            Some(from) => println!("{}\t{}\t{}", c.paint(code, "R100"), lossy(from), lossy(&ch.path)),
+            None => println!("{}\t{}", c.paint(code, ch.status.letter()), lossy(&ch.path)),
+        }
+    }
+}
+
+fn print_stat(s: &Sides, changes: &[Change]) -> moat::Result<()> {
+    let (mut ins, mut del) = (0, 0);
+    let mut rows = Vec::new();
+    for ch in changes {
+        let name = match &ch.from {
+            Some(f) => format!("{} => {}", lossy(f), lossy(&ch.path)),
+            None => lossy(&ch.path),
+        };
+        let (old, new) = load_pair(s, ch)?;
+        let cell = match patch::line_counts(ch, &old, &new) {
+            Some((a, d)) => {
+                ins += a;
+                del += d;
+                format!("{:>5} {}{}", a + d, "+".repeat(a.min(40)), "-".repeat(d.min(40)))
+            }
+            None => format!("  Bin {} -> {} bytes", old.len(), new.len()),
+        };
+        rows.push((name, cell));
+    }
+    let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+    for (n, cell) in &rows {
+        println!(" {n:<width$} |{cell}");
+    }
+    println!(
+        " {} file{} changed, {ins} insertion{}(+), {del} deletion{}(-)",
+        rows.len(),
+        if rows.len() == 1 { "" } else { "s" },
+        if ins == 1 { "" } else { "s" },
+        if del == 1 { "" } else { "s" }
+    );
+    Ok(())
+}
+
+pub fn print_patches(s: &Sides, changes: &[Change], c: &Colors) -> moat::Result<()> {
+    for ch in changes {
+        if ch.old.is_none() && ch.new.is_none() {
+            continue; // an empty directory: git has no patch for it
+        }
+        let (old, new) = load_pair(s, ch)?;
+        for line in patch::patch(ch, &old, &new).lines() {
+            let code = if line.starts_with("diff --git") || line.starts_with("+++") || line.starts_with("---")
+            {
+                "1"
+            } else if line.starts_with("@@") {
+                "36"
+            } else if line.starts_with('+') {
+                "32"
+            } else if line.starts_with('-') {
+                "31"
+            } else {
+                ""
+            };
+            if code.is_empty() {
+                println!("{line}")
+            } else {
+                println!("{}", c.paint(code, line))
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_json(s: &Sides, changes: &[Change]) -> moat::Result<()> {
+    let mut out = Vec::new();
+    for ch in changes {
+        let counts = if ch.old.is_some() || ch.new.is_some() {
+            let (old, new) = load_pair(s, ch)?;
+            patch::line_counts(ch, &old, &new)
+        } else {
+            None
+        };
+        let side = |e: &Option<moat::tree::Entry>| {
+            e.as_ref()
+                .map(|e| json!({"kind": e.kind_name(), "mode": format!("{:o}", e.mode), "size": e.size}))
+        };
+        out.push(json!({
+            "status": ch.status.letter(),
+            "path": lossy(&ch.path),
+            "from": ch.from.as_ref().map(|f| lossy(f)),
+            "old": side(&ch.old),
+            "new": side(&ch.new),
+            "mode_changed": ch.mode_changed(),
+            "added_lines": counts.map(|c| c.0),
+            "removed_lines": counts.map(|c| c.1),
+            "binary": (ch.old.is_some() || ch.new.is_some()) && counts.is_none(),
+        }));
+    }
+    println!("{}", Value::Array(out));
+    Ok(())
+}
+
+fn summary(changes: &[Change]) -> String {
+    match changes {
+        [one] => format!("{} {}", one.status.letter(), lossy(&one.path)),
+        many => format!("{} paths changed", many.len()),
+    }
+}
+
+pub fn run_log(ctx: &Ctx, a: LogArgs) -> moat::Result<i32> {
+    let store = ctx.open()?;
+    let ws = moat::capture::workspace_root(a.workspace.as_deref().unwrap_or(Path::new(".")))?;
+    let path = a.path.map(|p| relative_to(&p, &ws)).unwrap_or_default();
+    let entries = moat::log::log(&store, &ws, &path)?;
+    let c = colors(a.no_color);
+    let sides = Sides {
+        trees: Trees::new(&store),
+        live: None,
+    };
+    for e in &entries {
+        let s = &e.record.snap;
+        println!(
+            "{}  {}  {:<10}  {}{}",
+            c.paint("33", &e.record.id.short()),
+            fmt::time(s.time_ns),
+            s.trigger.name(),
+            summary(&e.changes),
+            if s.message.is_empty() {
+                String::new()
+            } else {
+                format!("  ({})", s.message)
+            }
+        );
+        if a.patch {
+            print_patches(&sides, &e.changes, &c)?;
+            println!();
+        }
+    }
+    Ok(0)
+}
+
+/// A PATH argument as a workspace-relative path: relative to the current
+/// directory when that is inside the workspace, else taken as given.
+fn relative_to(p: &Path, ws: &Path) -> Vec<u8> {
+    let abs = std::env::current_dir()
+        .map(|d| d.join(p))
+        .unwrap_or_else(|_| p.to_path_buf());
+    let abs = std::fs::canonicalize(&abs).unwrap_or(abs);
+    match abs.strip_prefix(ws) {
+        Ok(rel) => rel.as_os_str().as_bytes().to_vec(),
+        Err(_) => p.as_os_str().as_bytes().to_vec(),
+    }
+}

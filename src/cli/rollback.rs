@@ -1,0 +1,75 @@
+//! `moat rollback`.
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use clap::Args;
+use moat::resolve;
+use moat::rollback::{self, RollbackOptions};
+
+use super::{Ctx, bar};
+
+#[derive(Args)]
+pub struct RollbackArgs {
+    /// Snapshot to return to (id prefix, `latest`, `latest~N`)
+    id: String,
+    /// Workspace [default: the current directory]
+    workspace: Option<PathBuf>,
+    /// Print the plan (in `diff --name-status` form) and change nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Allow a snapshot taken of another workspace
+    #[arg(long)]
+    force: bool,
+    /// Only these paths
+    #[arg(last = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+}
+
+pub fn run(ctx: &Ctx, a: RollbackArgs) -> moat::Result<i32> {
+    let store = ctx.open()?;
+    let ws = moat::capture::workspace_root(&a.workspace.unwrap_or_else(|| PathBuf::from(".")))?;
+    let target = resolve::snapshot(&store, &a.id, Some(&ws))?;
+    let opts = RollbackOptions {
+        dry_run: a.dry_run,
+        force: a.force,
+        paths: a
+            .paths
+            .iter()
+            .map(|p| p.as_os_str().as_bytes().to_vec())
+            .collect(),
+        ..RollbackOptions::default()
+    };
+    let progress = bar::progress(ctx.quiet);
+    let plan = rollback::plan(&store, &target, &ws, &opts, progress.as_ref())?;
+    for w in &plan.report.warnings {
+        eprintln!("moat: warning: {w}");
+    }
+    if a.dry_run {
+        super::diff::print_name_status(&plan.report.changes, &super::diff::plain());
+        return Ok(0);
+    }
+    // Printed before anything changes, so even an interrupted rollback
+    // can be undone.
+    if let Some(safety) = plan.report.safety {
+        eprintln!(
+            "safety snapshot {safety} (undo with: moat rollback {})",
+            safety.short()
+        );
+    }
+    let warned = plan.report.warnings.len();
+    let rep = rollback::apply(&store, plan)?;
+    for w in &rep.warnings[warned..] {
+        eprintln!("moat: warning: {w}");
+    }
+    if !ctx.quiet {
+        println!(
+            "rolled back {} to {}: {} paths written, {} removed",
+            ws.display(),
+            target.id.short(),
+            rep.written,
+            rep.deleted
+        );
+    }
+    Ok(0)
+}
