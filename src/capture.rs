@@ -93,6 +93,8 @@ pub struct Scan {
     pub root: ObjectId,
     /// The stat cache entries describing the workspace as scanned.
     pub cache_entries: Vec<(Vec<u8>, CachedFile)>,
+    /// The stat cache on disk already describes this scan.
+    pub cache_unchanged: bool,
     pub stats: Stats,
     pub warnings: Vec<String>,
 }
@@ -107,20 +109,34 @@ fn scan(
 ) -> Result<Scan> {
     let start_ns = fsutil::now_ns();
     let mut warnings = Vec::new();
-    let cache = StatCache::load(&StatCache::path_for(store.root(), ws)).unwrap_or_else(|e| {
-        warnings.push(format!(
-            "ignoring unreadable stat cache ({e}); every file will be read"
-        ));
-        StatCache::default()
-    });
     let mut wopts = walk_opts.clone();
     if wopts.skip_dir.is_none() {
         wopts.skip_dir = std::fs::canonicalize(store.root()).ok();
     }
     progress.start("scanning", 0);
-    let (nodes, walk_warnings) = walk::walk(ws, &wopts)?;
+    // The cache decodes on its own thread while the walk runs.
+    let cache_path = StatCache::path_for(store.root(), ws);
+    let (cache, walked) = std::thread::scope(|s| {
+        let loader = s.spawn(|| StatCache::load(&cache_path));
+        let walked = walk::walk(ws, &wopts);
+        (loader.join(), walked)
+    });
+    let cache = match cache {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            warnings.push(format!(
+                "ignoring unreadable stat cache ({e}); every file will be read"
+            ));
+            StatCache::default()
+        }
+        Err(_) => StatCache::default(),
+    };
+    let (nodes, walk_warnings) = walked?;
     warnings.extend(walk_warnings);
     let (root, cache_entries, mut stats, skipped) = build(store, ws, &nodes, &cache, writer, progress)?;
+    // Every file came from the cache and none disappeared: the cache on disk
+    // already says all this new one would.
+    let cache_unchanged = stats.files_read == 0 && cache_entries.len() == cache.entries.len();
     warnings.extend(skipped);
     stats.new_objects = writer.new_objects.load(Ordering::Relaxed);
     stats.new_bytes = writer.new_bytes.load(Ordering::Relaxed);
@@ -129,6 +145,7 @@ fn scan(
         start_ns,
         root,
         cache_entries,
+        cache_unchanged,
         stats,
         warnings,
     })
@@ -190,6 +207,7 @@ pub fn capture(
         root,
         start_ns,
         cache_entries,
+        cache_unchanged,
         mut stats,
         mut warnings,
         ..
@@ -214,7 +232,9 @@ pub fn capture(
         _ => Outcome::Written(store.write_snapshot(&snap)?),
     };
     // The cache goes last: it may only name chunks whose index is published.
-    if let Err(e) = save_cache(store, &ws, start_ns, cache_entries) {
+    if cache_unchanged {
+        // Nothing to record.
+    } else if let Err(e) = save_cache(store, &ws, start_ns, cache_entries) {
         warnings.push(format!("could not save the stat cache: {e}"));
     }
     progress.finish();
@@ -246,7 +266,7 @@ fn build(
     progress: &dyn Progress,
 ) -> Result<Built> {
     let mut results: Vec<Option<FileResult>> = nodes
-        .iter()
+        .par_iter()
         .map(|n| {
             let hit = (n.kind == NodeKind::File)
                 .then(|| cache.lookup(&n.rel, &n.stat))

@@ -123,6 +123,10 @@ impl IndexFile {
     }
 }
 
+fn prefix(id: &ObjectId) -> usize {
+    u16::from_be_bytes([id.0[0], id.0[1]]) as usize
+}
+
 fn decode_entry(r: &mut Reader) -> Option<IndexEntry> {
     Some(IndexEntry {
         id: r.id()?,
@@ -144,6 +148,9 @@ pub fn rel_path(id: &ObjectId) -> PathBuf {
 pub struct Index {
     packs: Vec<ObjectId>,
     entries: Vec<IndexEntry>,
+    /// `fanout[p]` = first entry whose id's first two bytes are >= `p`, so a
+    /// lookup searches one small bucket (git's idx does the same).
+    fanout: Vec<u32>,
     /// Index files that could not be read: objects they list are unknown.
     pub problems: Vec<Error>,
     pub files: Vec<ObjectId>,
@@ -198,14 +205,28 @@ impl Index {
         }
         idx.entries.sort_unstable_by_key(|e| e.id);
         idx.entries.dedup_by(|a, b| a.id == b.id);
+        idx.build_fanout();
         Ok(idx)
     }
 
+    fn build_fanout(&mut self) {
+        let mut fanout = vec![0u32; 65537];
+        for e in &self.entries {
+            fanout[prefix(&e.id) + 1] += 1;
+        }
+        for i in 1..fanout.len() {
+            fanout[i] += fanout[i - 1];
+        }
+        self.fanout = fanout;
+    }
+
     pub fn get(&self, id: &ObjectId) -> Option<&IndexEntry> {
-        self.entries
-            .binary_search_by(|e| e.id.cmp(id))
-            .ok()
-            .map(|i| &self.entries[i])
+        let p = prefix(id);
+        let bucket = match self.fanout.get(p..p + 2) {
+            Some(&[lo, hi]) => &self.entries[lo as usize..hi as usize],
+            _ => &self.entries[..],
+        };
+        bucket.binary_search_by(|e| e.id.cmp(id)).ok().map(|i| &bucket[i])
     }
 
     pub fn contains(&self, id: &ObjectId) -> bool {
@@ -289,5 +310,11 @@ mod tests {
         let want = ObjectId::hash(&[1, 3]);
         let e = idx.get(&want).unwrap();
         assert_eq!(idx.pack_id(e.pack), ObjectId::hash(&[1]));
+        // Every entry is found through the fan-out table; absent ids are not.
+        for e in idx.entries() {
+            assert_eq!(idx.get(&e.id).map(|f| f.id), Some(e.id));
+        }
+        assert!(idx.get(&ObjectId::hash(b"absent")).is_none());
+        assert!(Index::default().get(&want).is_none());
     }
 }
