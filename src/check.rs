@@ -33,6 +33,7 @@ pub struct CheckReport {
 
 pub fn check(store: &Store, opts: &CheckOptions, progress: &dyn Progress) -> Result<CheckReport> {
     let mut r = CheckReport::default();
+    let _lock = store.lock_shared()?;
     let index = store.index()?;
     r.problems.extend(index.problems.iter().map(|e| e.to_string()));
     let (snaps, bad) = store.list_snapshots()?;

@@ -101,6 +101,7 @@ pub fn diff(
     new: Option<&ObjectId>,
     paths: &[Vec<u8>],
 ) -> Result<Vec<Change>> {
+    let _lock = trees.store.lock_shared()?;
     let filters: Vec<Vec<&[u8]>> = paths.iter().map(|p| crate::inspect::components(p)).collect();
     let mut out = Vec::new();
     walk(trees, old, new, b"", &filters, &mut out)?;

@@ -220,13 +220,22 @@ impl Index {
         self.fanout = fanout;
     }
 
-    pub fn get(&self, id: &ObjectId) -> Option<&IndexEntry> {
+    /// Where `id` sits in `entries()`: lets `gc` mark objects in a bitmap
+    /// (one bit per object) instead of a set of ids.
+    pub fn position(&self, id: &ObjectId) -> Option<usize> {
         let p = prefix(id);
-        let bucket = match self.fanout.get(p..p + 2) {
-            Some(&[lo, hi]) => &self.entries[lo as usize..hi as usize],
-            _ => &self.entries[..],
+        let (lo, hi) = match self.fanout.get(p..p + 2) {
+            Some(&[lo, hi]) => (lo as usize, hi as usize),
+            _ => (0, self.entries.len()),
         };
-        bucket.binary_search_by(|e| e.id.cmp(id)).ok().map(|i| &bucket[i])
+        self.entries[lo..hi]
+            .binary_search_by(|e| e.id.cmp(id))
+            .ok()
+            .map(|i| lo + i)
+    }
+
+    pub fn get(&self, id: &ObjectId) -> Option<&IndexEntry> {
+        self.position(id).map(|i| &self.entries[i])
     }
 
     pub fn contains(&self, id: &ObjectId) -> bool {

@@ -43,6 +43,7 @@ pub struct Listed {
 
 /// Lists everything below `path` (recursively), in path order.
 pub fn list(store: &Store, root: &ObjectId, path: &[u8]) -> Result<Vec<Listed>> {
+    let _lock = store.lock_shared()?;
     let prefix: Vec<u8> = components(path).join(&b'/');
     let mut out = Vec::new();
     match lookup(store, root, path)? {

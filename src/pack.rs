@@ -61,6 +61,11 @@ pub struct PackEntry {
     pub raw_len: u32,
 }
 
+/// Bytes of a pack file that are not object data, for `n` objects.
+pub fn overhead(n: u64) -> u64 {
+    (HEADER_LEN + 4 + 4 + 8) as u64 + n * ENTRY_LEN as u64
+}
+
 /// Relative path of a pack inside the store.
 pub fn rel_path(id: &ObjectId) -> PathBuf {
     let hex = id.to_hex();

@@ -64,6 +64,8 @@ pub fn restore(
     progress: &dyn Progress,
 ) -> Result<RestoreReport> {
     let start_ns = fsutil::now_ns();
+    // Readers hold the shared lock too, so gc never deletes under them.
+    let _lock = store.lock_shared()?;
     if let Some(p) = &opts.subpath {
         // A path that is not in the snapshot fails before the target is touched.
         crate::inspect::lookup(store, &snap.root, p)?;

@@ -109,6 +109,7 @@ pub fn plan<'a>(
 
 /// Carries out a plan made without `dry_run`.
 pub fn apply(store: &Store, mut plan: Plan) -> Result<RollbackReport> {
+    let _lock = store.lock_shared()?;
     apply_changes(store, &plan.trees, &plan.ws, &plan.target, &mut plan.report)?;
     Ok(plan.report)
 }

@@ -23,7 +23,7 @@ use crate::pack::{self, ObjectKind};
 use crate::snapshot::{self, Snapshot};
 use crate::tree::Tree;
 
-const DIRS: [&str; 5] = ["packs", "index", "snapshots", "cache", "tmp"];
+const DIRS: [&str; 6] = ["packs", "index", "snapshots", "cache", "tmp", "pins"];
 
 /// Where the store lives: `--store`, else `$MOAT_STORE`, else
 /// `$MOAT_HOME/store`, else `~/.moat/store`.
@@ -122,6 +122,62 @@ impl Store {
             .at(&path)?;
         f.lock_shared().at(&path)?;
         Ok(f)
+    }
+
+    /// The exclusive lock `gc` holds while it deletes: it waits for running
+    /// writers and readers, and new ones wait for it. `on_wait` is called
+    /// once if the lock is busy. flock(2) locks die with their process, so a
+    /// crashed moat never leaves a stale lock behind.
+    pub fn lock_exclusive(&self, on_wait: impl FnOnce()) -> Result<File> {
+        let path = self.root.join("lock");
+        let f = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .at(&path)?;
+        match f.try_lock() {
+            Ok(()) => return Ok(f),
+            Err(std::fs::TryLockError::WouldBlock) => on_wait(),
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+        }
+        f.lock().at(&path)?;
+        Ok(f)
+    }
+
+    /// Pins a snapshot: no retention policy removes it.
+    pub fn pin(&self, id: &ObjectId) -> Result<()> {
+        let p = self.root.join("pins").join(id.to_hex());
+        fsutil::atomic_write(&self.tmp_dir(), &p, b"", true)
+    }
+
+    pub fn unpin(&self, id: &ObjectId) -> Result<()> {
+        let p = self.root.join("pins").join(id.to_hex());
+        match fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&p, e)),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn pinned(&self) -> Result<std::collections::HashSet<ObjectId>> {
+        let dir = self.root.join("pins");
+        let rd = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
+            Err(e) => return Err(Error::io(&dir, e)),
+        };
+        Ok(rd
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(ObjectId::from_hex))
+            .collect())
+    }
+
+    /// Removes a snapshot (its data stays until `gc` finds it unreferenced).
+    pub fn delete_snapshot(&self, id: &ObjectId) -> Result<()> {
+        let path = self.root.join(snapshot::rel_path(id));
+        fs::remove_file(&path).at(&path)?;
+        let _ = self.unpin(id);
+        fsutil::fsync_dir(&self.root.join("snapshots"))
     }
 
     /// The merged index, loaded on first use and after `invalidate_index`.

@@ -10,8 +10,21 @@ use serde_json::{Value, json};
 
 use super::{Ctx, fmt};
 
+#[derive(clap::Subcommand)]
+pub enum SnapshotsCmd {
+    /// Remove snapshots (their data goes at the next `moat gc`)
+    Delete { ids: Vec<String> },
+    /// Protect snapshots from every retention policy
+    Pin { ids: Vec<String> },
+    /// Remove the protection of `pin`
+    Unpin { ids: Vec<String> },
+}
+
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct SnapshotsArgs {
+    #[command(subcommand)]
+    cmd: Option<SnapshotsCmd>,
     /// Workspace whose snapshots to list [default: current directory]
     workspace: Option<PathBuf>,
     /// List the snapshots of every workspace
@@ -69,8 +82,37 @@ fn cwd_workspace() -> Option<PathBuf> {
         .and_then(|d| std::fs::canonicalize(d).ok())
 }
 
-pub fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> moat::Result<i32> {
+fn manage(ctx: &Ctx, cmd: SnapshotsCmd) -> moat::Result<i32> {
     let store = ctx.open()?;
+    let cwd = cwd_workspace();
+    let (verb, ids) = match &cmd {
+        SnapshotsCmd::Delete { ids } => ("deleted", ids),
+        SnapshotsCmd::Pin { ids } => ("pinned", ids),
+        SnapshotsCmd::Unpin { ids } => ("unpinned", ids),
+    };
+    // Resolve every id before changing anything.
+    let records = ids
+        .iter()
+        .map(|i| resolve::snapshot(&store, i, cwd.as_deref()))
+        .collect::<moat::Result<Vec<_>>>()?;
+    let _lock = store.lock_shared()?;
+    for r in records {
+        match cmd {
+            SnapshotsCmd::Delete { .. } => store.delete_snapshot(&r.id)?,
+            SnapshotsCmd::Pin { .. } => store.pin(&r.id)?,
+            SnapshotsCmd::Unpin { .. } => store.unpin(&r.id)?,
+        }
+        println!("{verb} {}", r.id);
+    }
+    Ok(0)
+}
+
+pub fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> moat::Result<i32> {
+    if let Some(cmd) = a.cmd {
+        return manage(ctx, cmd);
+    }
+    let store = ctx.open()?;
+    let pins = store.pinned()?;
     let (all, problems) = store.list_snapshots()?;
     for p in &problems {
         eprintln!("moat: warning: {p}");
@@ -86,12 +128,19 @@ pub fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> moat::Result<i32> {
         .filter(|r| ws.as_ref().is_none_or(|w| r.snap.workspace_path() == *w))
         .collect();
     if a.json {
-        let v: Vec<Value> = list.iter().map(|r| snapshot_json(&r.id, &r.snap)).collect();
+        let v: Vec<Value> = list
+            .iter()
+            .map(|r| {
+                let mut v = snapshot_json(&r.id, &r.snap);
+                v["pinned"] = pins.contains(&r.id).into();
+                v
+            })
+            .collect();
         println!("{}", Value::Array(v));
         return Ok(0);
     }
     println!(
-        "{:<12}  {:<19}  {:<10}  {:>7}  {:>10}  message",
+        "{:<13}  {:<19}  {:<10}  {:>7}  {:>10}  message",
         "id", "time (UTC)", "trigger", "files", "new"
     );
     for r in list {
@@ -101,8 +150,8 @@ pub fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> moat::Result<i32> {
             msg = format!("[{}] {msg}", s.workspace_path().display());
         }
         println!(
-            "{:<12}  {:<19}  {:<10}  {:>7}  {:>10}  {msg}",
-            r.id.short(),
+            "{:<13}  {:<19}  {:<10}  {:>7}  {:>10}  {msg}",
+            format!("{}{}", r.id.short(), if pins.contains(&r.id) { "*" } else { "" }),
             fmt::time(s.time_ns),
             s.trigger.name(),
             s.stats.files,

@@ -5,6 +5,7 @@ mod bar;
 mod check;
 mod diff;
 mod fmt;
+mod gc;
 mod inspect;
 mod restore;
 mod rollback;
@@ -51,6 +52,11 @@ enum Cmd {
     Log(diff::LogArgs),
     /// Return a workspace to a snapshot (after a safety snapshot)
     Rollback(rollback::RollbackArgs),
+    /// Apply retention and reclaim unreferenced data and orphaned temp files
+    Gc(gc::GcArgs),
+    /// Maintenance commands
+    #[command(subcommand)]
+    System(gc::SystemCmd),
     /// Verify the store: every snapshot complete; with --read-data every byte
     Check(check::CheckArgs),
 }
@@ -88,6 +94,8 @@ pub fn run() -> i32 {
         Cmd::Ls(a) => inspect::ls(&ctx, a),
         Cmd::Restore(a) => restore::run(&ctx, a),
         Cmd::Check(a) => check::run(&ctx, a),
+        Cmd::Gc(a) => gc::run_gc(&ctx, a),
+        Cmd::System(c) => gc::run_system(&ctx, c),
         Cmd::Diff(a) => diff::run_diff(&ctx, a),
         Cmd::Log(a) => diff::run_log(&ctx, a),
         Cmd::Rollback(a) => rollback::run(&ctx, a),

@@ -27,6 +27,9 @@ pub struct SnapshotArgs {
     /// Write a snapshot even when nothing changed since the last one
     #[arg(long)]
     allow_empty: bool,
+    /// Pin the snapshot: no retention policy removes it
+    #[arg(long)]
+    keep: bool,
 }
 
 pub fn run(ctx: &Ctx, a: SnapshotArgs) -> moat::Result<i32> {
@@ -46,6 +49,10 @@ pub fn run(ctx: &Ctx, a: SnapshotArgs) -> moat::Result<i32> {
     let report = capture::capture(&store, &ws, &opts, progress.as_ref())?;
     for w in &report.warnings {
         eprintln!("moat: warning: {w}");
+    }
+    if a.keep {
+        let (Outcome::Written(id) | Outcome::Unchanged(id)) = &report.outcome;
+        store.pin(id)?;
     }
     let s = &report.snapshot.stats;
     if a.json {

@@ -1,0 +1,177 @@
+//! `moat gc` and `moat system clean-temp`.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use moat::cleanup;
+use moat::gc::{self, GcOptions};
+use moat::retention::{Policy, parse_duration};
+
+use super::{Ctx, bar, fmt};
+
+#[derive(Args)]
+pub struct GcArgs {
+    /// Apply the policy to this workspace [default: current directory]
+    workspace: Option<PathBuf>,
+    /// Apply the policy to every workspace in the store
+    #[arg(long)]
+    all: bool,
+    /// Keep the N newest snapshots
+    #[arg(long, value_name = "N")]
+    keep_last: Option<usize>,
+    /// Keep every snapshot newer than DURATION (30m, 2h, 7d, 2w)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    keep_within: Option<i64>,
+    /// Keep the newest snapshot of each of the last N hours that have one
+    #[arg(long, value_name = "N")]
+    keep_hourly: Option<usize>,
+    /// ... of each of the last N days (UTC)
+    #[arg(long, value_name = "N")]
+    keep_daily: Option<usize>,
+    /// ... of each of the last N ISO weeks
+    #[arg(long, value_name = "N")]
+    keep_weekly: Option<usize>,
+    /// Also remove the first snapshot of each run (kept by default)
+    #[arg(long)]
+    delete_initial: bool,
+    /// Show what would be removed and freed; change nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Leave temp files younger than DURATION
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1h")]
+    min_age: i64,
+}
+
+#[derive(Subcommand)]
+pub enum SystemCmd {
+    /// Remove temp files left in the store by crashed moat processes
+    CleanTemp(CleanTempArgs),
+}
+
+#[derive(Args)]
+pub struct CleanTempArgs {
+    /// Only items older than DURATION
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1h")]
+    min_age: i64,
+    /// List what would be removed
+    #[arg(long)]
+    dry_run: bool,
+    /// Remove without asking
+    #[arg(long)]
+    force: bool,
+}
+
+pub fn run_gc(ctx: &Ctx, a: GcArgs) -> moat::Result<i32> {
+    let store = ctx.open()?;
+    let workspace = match a.all {
+        true => None,
+        false => Some(moat::capture::workspace_root(
+            &a.workspace.unwrap_or_else(|| PathBuf::from(".")),
+        )?),
+    };
+    let policy = Policy {
+        keep_last: a.keep_last,
+        keep_within_ns: a.keep_within,
+        keep_hourly: a.keep_hourly,
+        keep_daily: a.keep_daily,
+        keep_weekly: a.keep_weekly,
+        max_count: None,
+        delete_initial: a.delete_initial,
+    };
+    let opts = GcOptions {
+        policy,
+        workspace,
+        dry_run: a.dry_run,
+        min_age_ns: a.min_age,
+    };
+    let progress = bar::progress(ctx.quiet);
+    let wait = || eprintln!("moat: waiting for running snapshots and restores to finish...");
+    let r = gc::gc(&store, &opts, progress.as_ref(), wait)?;
+    let verb = if a.dry_run { "would remove" } else { "removed" };
+    for s in &r.removed {
+        println!(
+            "{verb} snapshot {}  {}  {}",
+            s.id.short(),
+            fmt::time(s.snap.time_ns),
+            s.snap.trigger.name()
+        );
+    }
+    for t in &r.temps {
+        println!(
+            "{verb} temp file {} ({}, {})",
+            t.path.display(),
+            fmt::bytes(t.size),
+            age(t.age_ns)
+        );
+    }
+    let freed = if a.dry_run { "would free" } else { "freed" };
+    println!(
+        "{} snapshots {verb}, {} kept; {freed} {} ({} packs deleted, {} repacked into {})",
+        r.removed.len(),
+        r.kept,
+        fmt::bytes(r.freed),
+        r.packs_deleted,
+        r.packs_repacked,
+        r.packs_written
+    );
+    Ok(0)
+}
+
+fn age(ns: i64) -> String {
+    let s = ns / 1_000_000_000;
+    match s {
+        s if s >= 86_400 => format!("{}d old", s / 86_400),
+        s if s >= 3600 => format!("{}h old", s / 3600),
+        s => format!("{}m old", s / 60),
+    }
+}
+
+pub fn run_system(ctx: &Ctx, cmd: SystemCmd) -> moat::Result<i32> {
+    let SystemCmd::CleanTemp(a) = cmd;
+    let store = ctx.open()?;
+    let items = cleanup::find(store.root(), a.min_age)?;
+    let total: u64 = items.iter().map(|i| i.size).sum();
+    for i in &items {
+        println!(
+            "{}  {}  {}  ({})",
+            i.path.display(),
+            fmt::bytes(i.size),
+            age(i.age_ns),
+            i.what
+        );
+    }
+    if a.dry_run || items.is_empty() {
+        println!(
+            "{} items, {}{}",
+            items.len(),
+            fmt::bytes(total),
+            if a.dry_run { " (dry run)" } else { "" }
+        );
+        return Ok(0);
+    }
+    if !a.force {
+        if !std::io::stdin().is_terminal() {
+            eprintln!("moat: error: no terminal to confirm on; pass --force to remove or --dry-run to list");
+            return Ok(2);
+        }
+        eprint!("remove {} items ({})? [y/N] ", items.len(), fmt::bytes(total));
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            println!("nothing removed");
+            return Ok(0);
+        }
+    }
+    let (removed, skipped) = cleanup::remove(items, a.min_age);
+    for (i, why) in &skipped {
+        eprintln!("moat: kept {}: {why}", i.path.display());
+    }
+    println!(
+        "removed {} items, {}",
+        removed.len(),
+        fmt::bytes(removed.iter().map(|i| i.size).sum())
+    );
+    Ok(0)
+}

@@ -1,0 +1,196 @@
+//! `moat gc`: retention, reclaiming space, crash safety and concurrency.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use common::*;
+
+fn ids(env: &Env, ws: &Path) -> Vec<String> {
+    let v: serde_json::Value =
+        serde_json::from_str(&env.ok(&["snapshots", ws.to_str().unwrap(), "--json"])).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Ten snapshots, each adding 300 KB of unique data and removing the
+/// previous one's, with the expected listing of each.
+fn history(env: &Env, ws: &Path) -> Vec<(String, Vec<String>)> {
+    write(&ws.join("stable/lib.rs"), &noise(100_000, 1));
+    let mut out = Vec::new();
+    for i in 0..10u64 {
+        let _ = std::fs::remove_file(ws.join(format!("gen/{}.bin", i.wrapping_sub(1))));
+        write(&ws.join(format!("gen/{i}.bin")), &noise(300_000, 100 + i));
+        out.push((env.snapshot(ws), listing(ws)));
+    }
+    out
+}
+
+fn assert_restores(env: &Env, id: &str, want: &[String]) {
+    let out = env.path(&format!("r-{}", &id[..12]));
+    env.restore(id, &out);
+    assert_eq!(
+        listing(&out),
+        want,
+        "snapshot {id} does not restore byte for byte"
+    );
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+#[test]
+fn keep_last_frees_space_and_kept_snapshots_restore() {
+    let env = Env::new();
+    let ws = env.path("ws");
+    let hist = history(&env, &ws);
+    env.ok(&["snapshots", "pin", &hist[4].0]);
+    let before = du(&env.store());
+    let dry = env.ok(&["gc", ws.to_str().unwrap(), "--keep-last", "2", "--dry-run"]);
+    assert!(
+        dry.contains("would remove snapshot") && dry.contains("6 snapshots would remove"),
+        "{dry}"
+    );
+    assert_eq!(du(&env.store()), before, "dry run changed the store");
+    let out = env.ok(&["gc", ws.to_str().unwrap(), "--keep-last", "2"]);
+    assert!(out.contains("6 snapshots removed, 4 kept"), "{out}");
+    let after = du(&env.store());
+    assert!(
+        after + 1_500_000 < before,
+        "store did not shrink enough: {before} -> {after}"
+    );
+    // Kept: the first (initial), the pinned one, the last two.
+    let kept: Vec<&(String, Vec<String>)> = [0, 4, 8, 9].iter().map(|&i| &hist[i]).collect();
+    assert_eq!(
+        ids(&env, &ws),
+        kept.iter().map(|k| k.0.clone()).collect::<Vec<_>>()
+    );
+    for (id, want) in kept {
+        assert_restores(&env, id, want);
+    }
+    env.ok(&["check", "--read-data"]);
+    // A second gc has nothing left to do.
+    let again = env.ok(&["gc", ws.to_str().unwrap(), "--keep-last", "2"]);
+    assert!(
+        again.contains("0 snapshots removed") && again.contains("freed 0 B"),
+        "{again}"
+    );
+}
+
+#[test]
+fn delete_single_snapshots_then_gc() {
+    let env = Env::new();
+    let ws = env.path("ws");
+    let hist = history(&env, &ws);
+    env.ok(&["snapshots", "delete", &hist[1].0[..8], &hist[2].0]);
+    let err = env.fails(&["snapshots", "delete", "ffffffffff"]);
+    assert!(err.contains("no snapshot matches"), "{err}");
+    let before = du(&env.store());
+    env.ok(&["gc", ws.to_str().unwrap()]);
+    assert!(du(&env.store()) < before);
+    assert_eq!(ids(&env, &ws).len(), 8);
+    for (id, want) in hist.iter().filter(|(id, _)| *id != hist[1].0 && *id != hist[2].0) {
+        assert_restores(&env, id, want);
+    }
+}
+
+#[test]
+fn killed_gc_leaves_a_checkable_store_and_the_next_gc_finishes() {
+    for point in [
+        "gc-after-forget",
+        "gc-after-repack",
+        "gc-after-index",
+        "gc-after-index-delete",
+        "gc-mid-pack-delete",
+    ] {
+        let env = Env::new();
+        let ws = env.path("ws");
+        let hist = history(&env, &ws);
+        let out = env
+            .cmd()
+            .args(["gc", ws.to_str().unwrap(), "--keep-last", "3"])
+            .env("MOAT_FAILPOINT", point)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{point}: gc should have been killed");
+        env.ok(&["check", "--read-data"]);
+        for (id, want) in &hist[7..] {
+            assert_restores(&env, id, want);
+        }
+        env.ok(&["gc", ws.to_str().unwrap(), "--keep-last", "3"]);
+        let check = env.cmd().args(["check", "--read-data"]).output().unwrap();
+        assert!(check.status.success(), "{point}: {}", show(&check));
+        assert!(
+            check.stderr.is_empty(),
+            "{point}: leftovers after the second gc: {}",
+            show(&check)
+        );
+        let third = env.ok(&["gc", ws.to_str().unwrap(), "--keep-last", "3"]);
+        assert!(third.contains("freed 0 B"), "{point}: {third}");
+        assert_eq!(ids(&env, &ws).len(), 4, "{point}");
+    }
+}
+
+#[test]
+fn gc_in_a_loop_while_snapshots_are_taken() {
+    let env = Env::new();
+    let ws = env.path("ws");
+    write(&ws.join("base.txt"), b"base");
+    env.snapshot(&ws);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let written: HashMap<String, Vec<String>> = std::thread::scope(|s| {
+        let gc = s.spawn(|| {
+            let mut runs = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) || runs == 0 {
+                env.ok(&["gc", "--all", "--keep-last", "1", "--min-age", "0s"]);
+                runs += 1;
+            }
+            runs
+        });
+        let mut written = HashMap::new();
+        for i in 0..12u64 {
+            write(&ws.join(format!("f{}.bin", i % 4)), &noise(150_000, 1000 + i));
+            // Pinned snapshots must survive any number of gcs intact.
+            let out = env.ok(&["snapshot", ws.to_str().unwrap(), "--keep"]);
+            written.insert(last_line(&out), listing(&ws));
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(gc.join().unwrap() >= 1);
+        written
+    });
+    env.ok(&["gc", "--all", "--keep-last", "1"]);
+    env.ok(&["check", "--read-data"]);
+    for (id, want) in &written {
+        assert_restores(&env, id, want);
+    }
+}
+
+#[test]
+fn clean_temp_respects_age_dry_run_and_confirmation() {
+    let env = Env::new();
+    let ws = env.path("ws");
+    write(&ws.join("a"), b"a");
+    env.snapshot(&ws);
+    let tmp = env.store().join("tmp");
+    write(&tmp.join("999999-1-0.pack.tmp"), b"partial");
+    // Younger than the default 1h: listed nowhere, kept.
+    let out = env.ok(&["system", "clean-temp", "--dry-run"]);
+    assert!(out.contains("0 items"), "{out}");
+    let out = env.ok(&["system", "clean-temp", "--force"]);
+    assert!(tmp.join("999999-1-0.pack.tmp").exists(), "{out}");
+    // Old enough with --min-age 0s: dry run lists and keeps it.
+    let out = env.ok(&["system", "clean-temp", "--min-age", "0s", "--dry-run"]);
+    assert!(
+        out.contains("999999-1-0.pack.tmp") && out.contains("(pack)"),
+        "{out}"
+    );
+    assert!(tmp.join("999999-1-0.pack.tmp").exists());
+    // Without a terminal it will not remove without --force.
+    let err = env.fails(&["system", "clean-temp", "--min-age", "0s"]);
+    assert!(err.contains("--force"), "{err}");
+    assert!(tmp.join("999999-1-0.pack.tmp").exists());
+    env.ok(&["system", "clean-temp", "--min-age", "0s", "--force"]);
+    assert!(!tmp.join("999999-1-0.pack.tmp").exists());
+}
