@@ -150,4 +150,71 @@ fn main() {
         &["operation", "source MB/s", "ratio", "random MB/s", "ratio"],
         &rows,
     );
+    small_pieces(&text, reps);
+}
+
+/// `moat::compress` makes a fresh zstd context per call. On small objects
+/// (most source files are one chunk of a few KiB) that setup is a large part
+/// of the cost, so compare it with a context reused across calls.
+fn small_pieces(text: &[u8], reps: usize) {
+    const LEVEL: i32 = moat::config::ZSTD_LEVEL;
+    let mut rows = Vec::new();
+    for piece in [4 << 10, 16 << 10, 64 << 10] {
+        let pieces: Vec<&[u8]> = text.chunks(piece).collect();
+        let n = text.len();
+        let fresh = time_median(reps, || {
+            pieces
+                .iter()
+                .map(|p| compress::encode(p, LEVEL).1.len())
+                .sum::<usize>()
+        });
+        let mut cctx = zstd::bulk::Compressor::new(LEVEL).expect("cctx");
+        let reused = time_median(reps, || {
+            pieces
+                .iter()
+                .map(|p| cctx.compress(p).expect("compress").len())
+                .sum::<usize>()
+        });
+        let stored: Vec<Vec<u8>> = pieces
+            .iter()
+            .map(|p| cctx.compress(p).expect("compress"))
+            .collect();
+        let d_fresh = time_median(reps, || {
+            stored
+                .iter()
+                .map(|s| zstd::bulk::decompress(s, piece).expect("decompress").len())
+                .sum::<usize>()
+        });
+        let mut dctx = zstd::bulk::Decompressor::new().expect("dctx");
+        let d_reused = time_median(reps, || {
+            stored
+                .iter()
+                .map(|s| dctx.decompress(s, piece).expect("decompress").len())
+                .sum::<usize>()
+        });
+        rows.push(vec![
+            format!("{} KiB", piece >> 10),
+            format!("{:.0}", mb_s(n, fresh)),
+            format!("{:.0}", mb_s(n, reused)),
+            format!("{:.2}x", fresh / reused),
+            format!("{:.0}", mb_s(n, d_fresh)),
+            format!("{:.0}", mb_s(n, d_reused)),
+            format!("{:.2}x", d_fresh / d_reused),
+        ]);
+    }
+    table(
+        &format!(
+            "zstd L{LEVEL} on source text cut into equal pieces: fresh context per call (moat today) vs reused"
+        ),
+        &[
+            "piece",
+            "comp fresh",
+            "comp reused",
+            "speedup",
+            "decomp fresh",
+            "decomp reused",
+            "speedup",
+        ],
+        &rows,
+    );
 }

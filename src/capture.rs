@@ -44,6 +44,8 @@ pub struct CaptureOptions {
     pub message: String,
     pub allow_empty: bool,
     pub run_id: Option<String>,
+    /// Pin the snapshot (or, when unchanged, its parent) against retention.
+    pub pin: bool,
 }
 
 impl Default for CaptureOptions {
@@ -54,6 +56,7 @@ impl Default for CaptureOptions {
             message: String::new(),
             allow_empty: false,
             run_id: None,
+            pin: false,
         }
     }
 }
@@ -229,8 +232,17 @@ pub fn capture(
     };
     let outcome = match &parent {
         Some((pid, p)) if p.root == root && !opts.allow_empty => Outcome::Unchanged(*pid),
-        _ => Outcome::Written(store.write_snapshot(&snap)?),
+        _ => Outcome::Written(snap.encode().0),
     };
+    // The pin goes first: once the snapshot is visible, a gc may run, and
+    // it must already see the pin.
+    if opts.pin {
+        let (Outcome::Written(id) | Outcome::Unchanged(id)) = &outcome;
+        store.pin(id)?;
+    }
+    if matches!(outcome, Outcome::Written(_)) {
+        store.write_snapshot(&snap)?;
+    }
     // The cache goes last: it may only name chunks whose index is published.
     if cache_unchanged {
         // Nothing to record.

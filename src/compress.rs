@@ -39,8 +39,7 @@ pub fn decode(
 ) -> std::result::Result<Vec<u8>, String> {
     let raw = match compression {
         Compression::None => stored.to_vec(),
-        Compression::Zstd => zstd::bulk::decompress(stored, raw_len as usize)
-            .map_err(|e| format!("zstd decompression failed: {e}"))?,
+        Compression::Zstd => unzstd(stored, raw_len)?,
     };
     if raw.len() != raw_len as usize {
         return Err(format!(
@@ -53,6 +52,34 @@ pub fn decode(
         return Err(format!("content hashes to {actual}, not to its id"));
     }
     Ok(raw)
+}
+
+/// Objects up to this size decompress in one call into a buffer of their
+/// declared size; larger ones stream, so memory follows the real output.
+const BULK_MAX: u32 = 16 << 20;
+
+/// Decompresses one zstd frame that must declare exactly `raw_len` bytes.
+/// A hostile frame cannot make us reserve more than it really produces
+/// (bounded by `raw_len`) beyond `BULK_MAX` (found by fuzzing).
+fn unzstd(stored: &[u8], raw_len: u32) -> std::result::Result<Vec<u8>, String> {
+    match zstd::zstd_safe::get_frame_content_size(stored) {
+        Ok(Some(n)) if n == raw_len as u64 => {}
+        Ok(Some(n)) => return Err(format!("zstd frame declares {n} bytes, the index says {raw_len}")),
+        Ok(None) => return Err("zstd frame does not declare its size".into()),
+        Err(_) => return Err("not a zstd frame".into()),
+    }
+    if raw_len <= BULK_MAX {
+        return zstd::bulk::decompress(stored, raw_len as usize)
+            .map_err(|e| format!("zstd decompression failed: {e}"));
+    }
+    use std::io::Read;
+    let mut out = Vec::new();
+    zstd::stream::read::Decoder::new(stored)
+        .map_err(|e| format!("zstd decoder: {e}"))?
+        .take(raw_len as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("zstd decompression failed: {e}"))?;
+    Ok(out)
 }
 
 pub fn level_ok(level: i32) -> Result<i32, String> {
@@ -83,6 +110,27 @@ mod tests {
         // wrong length bound, wrong id
         assert!(decode(&id, c, 10, &stored).is_err());
         assert!(decode(&ObjectId::hash(b"x"), c, text.len() as u32, &stored).is_err());
+    }
+
+    #[test]
+    fn hostile_declared_sizes() {
+        // One byte of zstd claiming 4 GiB: refused before any allocation.
+        let (c, stored) = encode(&[0u8; 1000], 3);
+        assert_eq!(c, Compression::Zstd);
+        let id = ObjectId::hash(&[0u8; 1000]);
+        assert!(
+            decode(&id, c, u32::MAX, &stored)
+                .unwrap_err()
+                .contains("declares 1000")
+        );
+        assert!(decode(&id, c, 1000, b"garbage").is_err());
+        // A large object takes the streaming path and still verifies.
+        let big = vec![7u8; (BULK_MAX + 10) as usize];
+        let (c, s) = encode(&big, 1);
+        assert_eq!(
+            decode(&ObjectId::hash(&big), c, big.len() as u32, &s).unwrap(),
+            big
+        );
     }
 
     #[test]

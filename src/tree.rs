@@ -109,7 +109,13 @@ impl Tree {
                 ));
             }
         }
-        Ok(Tree { entries })
+        let tree = Tree { entries };
+        // postcard accepts over-long varints; one tree must have one id, so
+        // only the canonical encoding is accepted (found by fuzzing).
+        if tree.encode() != data {
+            return Err("tree is not in canonical encoding".into());
+        }
+        Ok(tree)
     }
 
     pub fn find(&self, name: &[u8]) -> Option<&Entry> {
@@ -166,6 +172,9 @@ mod tests {
         };
         assert!(Tree::decode(&dup.encode()).is_err());
         assert!(Tree::decode(&[2, 0]).is_err());
+        // The same tree with an over-long varint (mtime 15 as 8f 00).
+        assert!(Tree::decode(&[1, 1, 1, 8, 0, 0x8f, 0, 0, 0, 0]).is_err());
+        assert!(Tree::decode(&[1, 1, 1, 8, 0, 15, 0, 0, 0]).is_ok());
         assert!(Tree::decode(&[]).is_err());
     }
 }

@@ -144,11 +144,27 @@ fn gc_in_a_loop_while_snapshots_are_taken() {
         let gc = s.spawn(|| {
             let mut runs = 0;
             while !done.load(std::sync::atomic::Ordering::Relaxed) || runs == 0 {
-                env.ok(&["gc", "--all", "--keep-last", "1", "--min-age", "0s"]);
+                let out = env
+                    .cmd()
+                    .args(["gc", "--all", "--keep-last", "1", "--min-age", "0s"])
+                    .output()
+                    .unwrap();
+                if !out.status.success() {
+                    done.store(true, std::sync::atomic::Ordering::Relaxed);
+                    panic!("gc failed: {}", show(&out));
+                }
                 runs += 1;
             }
             runs
         });
+        // Stop the gc loop even if an assertion below fails.
+        struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let stop = Stop(&done);
         let mut written = HashMap::new();
         for i in 0..12u64 {
             write(&ws.join(format!("f{}.bin", i % 4)), &noise(150_000, 1000 + i));
@@ -156,7 +172,7 @@ fn gc_in_a_loop_while_snapshots_are_taken() {
             let out = env.ok(&["snapshot", ws.to_str().unwrap(), "--keep"]);
             written.insert(last_line(&out), listing(&ws));
         }
-        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        drop(stop);
         assert!(gc.join().unwrap() >= 1);
         written
     });

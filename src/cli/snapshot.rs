@@ -43,6 +43,7 @@ pub fn run(ctx: &Ctx, a: SnapshotArgs) -> moat::Result<i32> {
         },
         message: a.message,
         allow_empty: a.allow_empty,
+        pin: a.keep,
         ..CaptureOptions::default()
     };
     let progress = bar::progress(ctx.quiet || a.json);
@@ -50,10 +51,7 @@ pub fn run(ctx: &Ctx, a: SnapshotArgs) -> moat::Result<i32> {
     for w in &report.warnings {
         eprintln!("moat: warning: {w}");
     }
-    if a.keep {
-        let (Outcome::Written(id) | Outcome::Unchanged(id)) = &report.outcome;
-        store.pin(id)?;
-    }
+
     let s = &report.snapshot.stats;
     if a.json {
         let (id, unchanged) = match &report.outcome {

@@ -1,0 +1,9 @@
+#![no_main]
+
+use std::path::Path;
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = moat::statcache::StatCache::decode(data, Path::new("fuzz"));
+});
