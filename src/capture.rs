@@ -176,7 +176,7 @@ pub fn save_cache(
     taken_ns: i64,
     entries: Vec<(Vec<u8>, CachedFile)>,
 ) -> Result<()> {
-    let bytes = StatCache::encode(taken_ns, entries);
+    let bytes = StatCache::encode(ws.as_os_str().as_bytes(), taken_ns, entries);
     fsutil::atomic_write(
         &store.tmp_dir(),
         &StatCache::path_for(store.root(), ws),

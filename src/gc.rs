@@ -67,6 +67,8 @@ pub struct GcReport {
     /// Bytes freed (for a dry run: that would be freed).
     pub freed: u64,
     pub temps: Vec<TempItem>,
+    /// Stat caches removed because their workspace no longer exists.
+    pub caches_removed: u64,
 }
 
 /// What the sweep will do with each pack (by number in the index).
@@ -122,6 +124,7 @@ pub fn gc(
     sweep(store, &index, &live, &plan, &mut report, progress)?;
     let (temps, _) = cleanup::remove(std::mem::take(&mut report.temps), opts.min_age_ns);
     report.temps = temps;
+    report.caches_removed = drop_orphan_caches(store.root());
     store.invalidate_index();
     progress.finish();
     Ok(report)
@@ -397,4 +400,22 @@ fn write_index(
     let dest = store.root().join(crate::index::rel_path(&id));
     fsutil::atomic_write(&store.tmp_dir(), &dest, &bytes, true)?;
     Ok(id)
+}
+
+/// Removes stat caches of workspaces that no longer exist (a deleted restore
+/// target, a removed checkout). Unreadable caches go too: they are rebuilt.
+fn drop_orphan_caches(root: &Path) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    let mut n = 0;
+    for ent in fs::read_dir(root.join("cache")).into_iter().flatten().flatten() {
+        let path = ent.path();
+        let keep = match crate::statcache::StatCache::load(&path) {
+            Ok(c) => Path::new(std::ffi::OsStr::from_bytes(&c.workspace)).is_dir(),
+            Err(_) => false,
+        };
+        if !keep && fs::remove_file(&path).is_ok() {
+            n += 1;
+        }
+    }
+    n
 }

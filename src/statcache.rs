@@ -51,6 +51,9 @@ pub struct CachedFile {
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct CacheFile {
+    /// The workspace this cache describes (so `gc` can drop caches of
+    /// directories that no longer exist).
+    workspace: serde_bytes::ByteBuf,
     /// Wall-clock time at which the capture that wrote this cache started.
     taken_ns: i64,
     entries: Vec<(serde_bytes::ByteBuf, CachedFile)>,
@@ -58,6 +61,7 @@ struct CacheFile {
 
 #[derive(Debug, Default)]
 pub struct StatCache {
+    pub workspace: Vec<u8>,
     pub taken_ns: i64,
     pub entries: HashMap<Vec<u8>, CachedFile>,
 }
@@ -93,13 +97,15 @@ impl StatCache {
         let f: CacheFile =
             postcard::from_bytes(body).map_err(|e| Error::corrupt(path, "stat cache", e.to_string()))?;
         Ok(StatCache {
+            workspace: f.workspace.into_vec(),
             taken_ns: f.taken_ns,
             entries: f.entries.into_iter().map(|(k, v)| (k.into_vec(), v)).collect(),
         })
     }
 
-    pub fn encode(taken_ns: i64, entries: Vec<(Vec<u8>, CachedFile)>) -> Vec<u8> {
+    pub fn encode(workspace: &[u8], taken_ns: i64, entries: Vec<(Vec<u8>, CachedFile)>) -> Vec<u8> {
         let f = CacheFile {
+            workspace: serde_bytes::ByteBuf::from(workspace.to_vec()),
             taken_ns,
             entries: entries
                 .into_iter()
@@ -159,6 +165,7 @@ mod tests {
             ctime_ns: 5,
         };
         let bytes = StatCache::encode(
+            b"/ws",
             10,
             vec![(
                 b"a/\xff".to_vec(),

@@ -210,3 +210,22 @@ fn clean_temp_respects_age_dry_run_and_confirmation() {
     env.ok(&["system", "clean-temp", "--min-age", "0s", "--force"]);
     assert!(!tmp.join("999999-1-0.pack.tmp").exists());
 }
+
+#[test]
+fn gc_drops_stat_caches_of_vanished_workspaces() {
+    let env = Env::new();
+    let ws = env.path("ws");
+    write(&ws.join("a"), b"a");
+    let id = env.snapshot(&ws);
+    let out = env.path("restored");
+    env.restore(&id, &out);
+    let caches = || std::fs::read_dir(env.store().join("cache")).unwrap().count();
+    assert_eq!(caches(), 2);
+    std::fs::remove_dir_all(&out).unwrap();
+    let msg = env.ok(&["gc", "--all"]);
+    assert!(msg.contains("removed 1 stat caches"), "{msg}");
+    assert_eq!(caches(), 1);
+    // The live workspace keeps its cache: nothing is re-read.
+    let v = env.snapshot_json(&ws, &["--allow-empty"]);
+    assert_eq!(v["stats"]["files_read"], 0);
+}

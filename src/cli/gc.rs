@@ -105,6 +105,12 @@ pub fn run_gc(ctx: &Ctx, a: GcArgs) -> moat::Result<i32> {
             age(t.age_ns)
         );
     }
+    if r.caches_removed > 0 {
+        println!(
+            "removed {} stat caches of workspaces that no longer exist",
+            r.caches_removed
+        );
+    }
     let freed = if a.dry_run { "would free" } else { "freed" };
     println!(
         "{} snapshots {verb}, {} kept; {freed} {} ({} packs deleted, {} repacked into {})",
