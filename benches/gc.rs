@@ -88,11 +88,14 @@ fn main() {
         }
     }
     let before = du(&store);
-    let t_gc =
-        run(Command::new(MOAT)
-            .arg("--store")
-            .arg(&store)
-            .args(["-q", "gc", "--all", "--keep-last", "10"]));
+    let t_gc = run(Command::new(MOAT).arg("--store").arg(&store).args([
+        "-q",
+        "gc",
+        "--all",
+        "--keep-last",
+        "10",
+        "--delete-initial",
+    ]));
     let after = du(&store);
     println!("\n{snaps} snapshots of {files} files, 3% changed per snapshot");
     println!(

@@ -33,6 +33,7 @@ pub mod rollback;
 pub mod snapshot;
 pub mod statcache;
 pub mod store;
+pub mod trace;
 pub mod tree;
 pub mod walk;
 pub mod writer;
