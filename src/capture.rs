@@ -46,6 +46,19 @@ pub struct CaptureOptions {
     pub run_id: Option<String>,
     /// Pin the snapshot (or, when unchanged, its parent) against retention.
     pub pin: bool,
+    /// Growth guard: refuse (or warn about) a snapshot that adds too much.
+    pub guard: Option<Guard>,
+}
+
+/// The growth guard: the classic accident is a new `node_modules/` or
+/// `target/` that is not ignored. Checked after the walk, before any file
+/// is read, from the sizes of new files and the growth of changed ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Guard {
+    pub max_new_bytes: u64,
+    pub max_new_files: u64,
+    /// Refuse the snapshot (automatic ones); otherwise only warn (manual).
+    pub enforce: bool,
 }
 
 impl Default for CaptureOptions {
@@ -57,6 +70,7 @@ impl Default for CaptureOptions {
             allow_empty: false,
             run_id: None,
             pin: false,
+            guard: None,
         }
     }
 }
@@ -107,6 +121,7 @@ fn scan(
     store: &Store,
     ws: &Path,
     walk_opts: &WalkOptions,
+    guard: Option<&Guard>,
     writer: &ObjectWriter,
     progress: &dyn Progress,
 ) -> Result<Scan> {
@@ -136,7 +151,8 @@ fn scan(
     };
     let (nodes, walk_warnings) = walked?;
     warnings.extend(walk_warnings);
-    let (root, cache_entries, mut stats, skipped) = build(store, ws, &nodes, &cache, writer, progress)?;
+    let (root, cache_entries, mut stats, skipped) =
+        build(store, ws, &nodes, &cache, guard, writer, progress)?;
     // Every file came from the cache and none disappeared: the cache on disk
     // already says all this new one would.
     let cache_unchanged = stats.files_read == 0 && cache_entries.len() == cache.entries.len();
@@ -165,7 +181,7 @@ pub fn scan_dry(
 ) -> Result<(Scan, HashMap<ObjectId, Vec<u8>>)> {
     let ws = workspace_root(workspace)?;
     let writer = ObjectWriter::dry(store)?;
-    let scan = scan(store, &ws, walk_opts, &writer, progress)?;
+    let scan = scan(store, &ws, walk_opts, None, &writer, progress)?;
     Ok((scan, writer.finish_dry()))
 }
 
@@ -196,7 +212,7 @@ pub fn capture(
     let _lock = store.lock_shared()?;
     let parent = latest_of(store, &ws)?;
     let writer = ObjectWriter::new(store)?;
-    let scan = match scan(store, &ws, &opts.walk, &writer, progress) {
+    let scan = match scan(store, &ws, &opts.walk, opts.guard.as_ref(), &writer, progress) {
         Ok(s) => s,
         Err(e) => {
             writer.abandon();
@@ -274,6 +290,7 @@ fn build(
     ws: &Path,
     nodes: &[Node],
     cache: &StatCache,
+    guard: Option<&Guard>,
     writer: &ObjectWriter,
     progress: &dyn Progress,
 ) -> Result<Built> {
@@ -290,6 +307,10 @@ fn build(
     let to_read: Vec<usize> = (0..nodes.len())
         .filter(|&i| nodes[i].kind == NodeKind::File && results[i].is_none())
         .collect();
+    let mut guard_warning = None;
+    if let Some(g) = guard {
+        guard_warning = check_growth(g, nodes, &to_read, cache)?;
+    }
     progress.start("reading", to_read.iter().map(|&i| nodes[i].stat.size).sum());
     let params = ChunkParams::from_config(&store.config);
     let read: Vec<(usize, FileResult)> = to_read
@@ -305,6 +326,7 @@ fn build(
         results[i] = Some(r);
     }
     let mut out = assemble(nodes, results, writer)?;
+    out.3.extend(guard_warning);
     out.2.files_read = files_read;
     Ok(out)
 }
@@ -466,4 +488,53 @@ fn chunk_file(
         Ok(())
     })?;
     Ok((ids, len))
+}
+
+/// Applies the growth guard to the files about to be read.
+fn check_growth(g: &Guard, nodes: &[Node], to_read: &[usize], cache: &StatCache) -> Result<Option<String>> {
+    let mut files = 0u64;
+    let mut bytes = 0u64;
+    let mut by_dir: HashMap<&[u8], u64> = HashMap::new();
+    for &i in to_read {
+        let n = &nodes[i];
+        let grown = match cache.entries.get(&n.rel) {
+            Some(old) => n.stat.size.saturating_sub(old.stat.size),
+            None => {
+                files += 1;
+                n.stat.size
+            }
+        };
+        bytes += grown;
+        // Group by the first two path components: `node_modules/x`.
+        let cut = n
+            .rel
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'/')
+            .nth(1)
+            .map_or(n.rel.len(), |(k, _)| k);
+        *by_dir.entry(&n.rel[..cut]).or_default() += grown.max(1);
+    }
+    if files <= g.max_new_files && bytes <= g.max_new_bytes {
+        return Ok(None);
+    }
+    let mut top: Vec<(&[u8], u64)> = by_dir.into_iter().collect();
+    top.sort_by_key(|(_, b)| std::cmp::Reverse(*b));
+    let names: Vec<String> = top
+        .iter()
+        .take(3)
+        .map(|(p, b)| format!("{} ({} bytes)", String::from_utf8_lossy(p), b))
+        .collect();
+    let msg = format!(
+        "snapshot would add {files} new files and {bytes} bytes (limits {} files, {} bytes); biggest: {}. \
+         Add them to .gitignore or snapshots.exclude.additional in moat.yaml if they are build output",
+        g.max_new_files,
+        g.max_new_bytes,
+        names.join(", ")
+    );
+    if g.enforce {
+        Err(Error::GrowthGuard(msg))
+    } else {
+        Ok(Some(msg))
+    }
 }

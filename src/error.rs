@@ -85,6 +85,12 @@ pub enum Error {
         ws: PathBuf,
     },
 
+    #[error("{path}: {detail}")]
+    Config { path: PathBuf, detail: String },
+
+    #[error("{0}")]
+    GrowthGuard(String),
+
     #[error("{path}: file kept changing while it was read ({tries} tries); not stored")]
     Unstable { path: PathBuf, tries: u32 },
 }

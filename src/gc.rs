@@ -130,6 +130,24 @@ pub fn gc(
     Ok(report)
 }
 
+/// Applies a retention policy to one workspace's snapshots without
+/// reclaiming space (what `moat run` does after each snapshot; the data
+/// goes at the next `gc`). Returns the removed snapshots.
+pub fn forget(store: &Store, policy: &Policy, workspace: &Path) -> Result<Vec<SnapshotRecord>> {
+    let _lock = store.lock_shared()?;
+    let (snaps, _) = store.list_snapshots()?;
+    let opts = GcOptions {
+        policy: policy.clone(),
+        workspace: Some(workspace.to_path_buf()),
+        ..GcOptions::default()
+    };
+    let removed = select(store, &snaps, &opts)?;
+    for r in &removed {
+        store.delete_snapshot(&r.id)?;
+    }
+    Ok(removed)
+}
+
 fn refuse(problem: &Error) -> Error {
     Error::corrupt(
         "store",

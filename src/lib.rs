@@ -30,12 +30,14 @@ pub mod resolve;
 pub mod restore;
 pub mod retention;
 pub mod rollback;
+pub mod run;
 pub mod snapshot;
 pub mod statcache;
 pub mod store;
 pub mod trace;
 pub mod tree;
 pub mod walk;
+pub mod workspace_config;
 pub mod writer;
 
 pub use error::{Error, Result};

@@ -47,6 +47,19 @@ pub fn default_location(flag: Option<&Path>) -> Result<PathBuf> {
     }
 }
 
+/// `$MOAT_HOME`, else `~/.moat`: where runs are recorded.
+pub fn moat_home() -> Result<PathBuf> {
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    match (env("MOAT_HOME"), env("HOME")) {
+        (Some(h), _) => Ok(PathBuf::from(h)),
+        (None, Some(h)) => Ok(PathBuf::from(h).join(".moat")),
+        (None, None) => Err(Error::StoreLocation {
+            path: PathBuf::from("~"),
+            detail: "neither MOAT_HOME nor HOME is set".into(),
+        }),
+    }
+}
+
 pub struct Store {
     root: PathBuf,
     pub config: StoreConfig,

@@ -20,6 +20,7 @@ fn run(t: Box<dyn Tracer>, script: &str, cwd: &std::path::Path) -> (i32, Vec<Exe
         program: "sh".into(),
         args: vec![OsString::from("-c"), script.into()],
         cwd: cwd.into(),
+        env: vec![],
     };
     let code = t.run(&launch, &sink, &|_| {}).expect("run traced command");
     drop(sink);

@@ -33,6 +33,9 @@ pub struct SnapshotsArgs {
     /// One JSON array
     #[arg(long)]
     json: bool,
+    /// Only the snapshots of this run (all workspaces)
+    #[arg(long, value_name = "RUN_ID")]
+    run: Option<String>,
 }
 
 #[derive(Args)]
@@ -117,7 +120,7 @@ pub fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> moat::Result<i32> {
     for p in &problems {
         eprintln!("moat: warning: {p}");
     }
-    let ws = match (&a.all, a.workspace) {
+    let ws = match (a.all || a.run.is_some(), a.workspace) {
         (true, _) => None,
         (false, w) => Some(moat::capture::workspace_root(
             &w.unwrap_or_else(|| PathBuf::from(".")),
@@ -126,6 +129,11 @@ pub fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> moat::Result<i32> {
     let list: Vec<_> = all
         .iter()
         .filter(|r| ws.as_ref().is_none_or(|w| r.snap.workspace_path() == *w))
+        .filter(|r| {
+            a.run
+                .as_ref()
+                .is_none_or(|id| r.snap.run_id.as_ref().is_some_and(|s| s.starts_with(id.as_str())))
+        })
         .collect();
     if a.json {
         let v: Vec<Value> = list

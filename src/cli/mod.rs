@@ -9,6 +9,7 @@ mod gc;
 mod inspect;
 mod restore;
 mod rollback;
+mod run;
 mod snapshot;
 
 use std::path::PathBuf;
@@ -52,6 +53,12 @@ enum Cmd {
     Log(diff::LogArgs),
     /// Return a workspace to a snapshot (after a safety snapshot)
     Rollback(rollback::RollbackArgs),
+    /// Run a command, snapshotting on start, commits, builds, idle and exit
+    Run(run::RunArgs),
+    /// List recorded runs
+    Runs(run::RunsArgs),
+    /// Show the commands a run executed
+    Trace(run::TraceArgs),
     /// Apply retention and reclaim unreferenced data and orphaned temp files
     Gc(gc::GcArgs),
     /// Maintenance commands
@@ -95,6 +102,9 @@ pub fn run() -> i32 {
         Cmd::Restore(a) => restore::run(&ctx, a),
         Cmd::Check(a) => check::run(&ctx, a),
         Cmd::Gc(a) => gc::run_gc(&ctx, a),
+        Cmd::Run(a) => run::run_run(&ctx, a),
+        Cmd::Runs(a) => run::run_runs(&ctx, a),
+        Cmd::Trace(a) => run::run_trace(&ctx, a),
         Cmd::System(c) => gc::run_system(&ctx, c),
         Cmd::Diff(a) => diff::run_diff(&ctx, a),
         Cmd::Log(a) => diff::run_log(&ctx, a),

@@ -30,7 +30,9 @@ pub fn run(ctx: &Ctx, a: RollbackArgs) -> moat::Result<i32> {
     let store = ctx.open()?;
     let ws = moat::capture::workspace_root(&a.workspace.unwrap_or_else(|| PathBuf::from(".")))?;
     let target = resolve::snapshot(&store, &a.id, Some(&ws))?;
+    let (config, _) = moat::workspace_config::WorkspaceConfig::load(&ws, None)?;
     let opts = RollbackOptions {
+        walk: config.walk_options(Default::default()),
         dry_run: a.dry_run,
         force: a.force,
         paths: a
@@ -38,7 +40,6 @@ pub fn run(ctx: &Ctx, a: RollbackArgs) -> moat::Result<i32> {
             .iter()
             .map(|p| p.as_os_str().as_bytes().to_vec())
             .collect(),
-        ..RollbackOptions::default()
     };
     let progress = bar::progress(ctx.quiet);
     let plan = rollback::plan(&store, &target, &ws, &opts, progress.as_ref())?;

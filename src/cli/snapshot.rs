@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use moat::capture::{self, CaptureOptions, Outcome};
+use moat::capture::{self, CaptureOptions, Guard, Outcome};
 use moat::walk::WalkOptions;
+use moat::workspace_config::WorkspaceConfig;
 
 use super::{Ctx, bar, fmt, inspect};
 
@@ -34,13 +35,21 @@ pub struct SnapshotArgs {
 
 pub fn run(ctx: &Ctx, a: SnapshotArgs) -> moat::Result<i32> {
     let store = ctx.open_or_create()?;
-    let ws = a.workspace.unwrap_or_else(|| PathBuf::from("."));
+    let ws = moat::capture::workspace_root(&a.workspace.unwrap_or_else(|| PathBuf::from(".")))?;
+    let (config, _) = WorkspaceConfig::load(&ws, None)?;
+    let s = &config.snapshots;
     let opts = CaptureOptions {
-        walk: WalkOptions {
+        walk: config.walk_options(WalkOptions {
             no_ignore: a.no_ignore,
             excludes: a.exclude,
             skip_dir: None,
-        },
+        }),
+        // A manual snapshot is taken even when large, with a warning.
+        guard: Some(Guard {
+            max_new_bytes: s.max_new_bytes,
+            max_new_files: s.max_new_files,
+            enforce: false,
+        }),
         message: a.message,
         allow_empty: a.allow_empty,
         pin: a.keep,

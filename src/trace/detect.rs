@@ -25,8 +25,30 @@ fn git_subcommand(args: &[String]) -> Option<&str> {
     None
 }
 
+const INTERPRETERS: [&str; 10] = [
+    "sh", "bash", "dash", "zsh", "node", "nodejs", "python3", "python", "perl", "ruby",
+];
+
+/// The tool a process really runs. A script started through its `#!` line
+/// appears as `sh /path/gradlew build` or `node /usr/lib/.../npm-cli.js run
+/// build`; the tool is then the script, named without its extension or a
+/// `-cli` suffix.
+pub fn effective<'a>(command: &'a str, args: &'a [String]) -> (&'a str, &'a [String]) {
+    match args.split_first() {
+        Some((script, rest))
+            if INTERPRETERS.contains(&command) && script.contains('/') && !script.starts_with('-') =>
+        {
+            let name = basename(script);
+            let name = name.split('.').next().unwrap_or(name);
+            (name.strip_suffix("-cli").unwrap_or(name), rest)
+        }
+        _ => (command, args),
+    }
+}
+
 /// `git [global options] commit ...` (any path to git).
 pub fn is_git_commit(command: &str, args: &[String]) -> bool {
+    let (command, args) = effective(command, args);
     command == "git" && git_subcommand(args) == Some("commit")
 }
 
@@ -79,6 +101,7 @@ fn runs_script(args: &[String], direct: bool, scripts: &[&str]) -> bool {
 }
 
 pub fn is_build(command: &str, args: &[String]) -> bool {
+    let (command, args) = effective(command, args);
     let w = words(args);
     match command {
         "npm" => runs_script(args, false, &["build", "compile"]),
@@ -171,6 +194,11 @@ mod tests {
             "mvn clean compile",
             "gradle build",
             "./gradlew build",
+            "sh /work/repo/gradlew build",
+            "/bin/sh /tmp/ws/bin/make",
+            "node /usr/lib/node_modules/npm/bin/npm-cli.js run build",
+            "node /usr/share/yarn/bin/yarn.js build",
+            "node /usr/lib/node_modules/pnpm/bin/pnpm.cjs run build",
         ];
         let no = [
             "npm run build-docker",
@@ -192,6 +220,9 @@ mod tests {
             "gradle test",
             "./gradlew assemble",
             "echo make",
+            "sh -c make",
+            "node build.js",
+            "node /usr/lib/node_modules/npm/bin/npm-cli.js test",
         ];
         for c in yes {
             let (cmd, args) = split(c);

@@ -87,6 +87,19 @@ pub struct Launch {
     pub program: OsString,
     pub args: Vec<OsString>,
     pub cwd: PathBuf,
+    /// Variables added to the command's environment.
+    pub env: Vec<(OsString, OsString)>,
+}
+
+impl Launch {
+    /// A `std::process::Command` for tracers that spawn normally.
+    pub fn command(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(&self.program);
+        c.args(&self.args)
+            .current_dir(&self.cwd)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        c
+    }
 }
 
 pub trait Tracer: Send {

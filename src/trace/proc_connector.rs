@@ -171,10 +171,7 @@ impl Tracer for ProcConnector {
         sink: &EventSink,
         started: &dyn Fn(i32),
     ) -> std::io::Result<i32> {
-        let mut child = Command::new(&launch.program)
-            .args(&launch.args)
-            .current_dir(&launch.cwd)
-            .spawn()?;
+        let mut child = launch.command().spawn()?;
         let root = child.id() as i32;
         started(root);
         let mut tree: HashSet<i32> = HashSet::from([root]);

@@ -127,6 +127,19 @@ impl Tracer for PtraceTracer {
         let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
         argv_ptrs.push(std::ptr::null());
         let cwd = cstr(launch.cwd.as_os_str().as_bytes())?;
+        // The environment is prepared before the fork: the child may not
+        // allocate.
+        let mut env: Vec<CString> = Vec::new();
+        for (k, v) in std::env::vars_os() {
+            if !launch.env.iter().any(|(ek, _)| *ek == k) {
+                env.push(cstr(&[k.as_bytes(), b"=", v.as_bytes()].concat())?);
+            }
+        }
+        for (k, v) in &launch.env {
+            env.push(cstr(&[k.as_bytes(), b"=", v.as_bytes()].concat())?);
+        }
+        let mut env_ptrs: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
+        env_ptrs.push(std::ptr::null());
         // SAFETY: between fork and exec the child calls only
         // async-signal-safe functions on memory prepared before the fork.
         let child = match unsafe { libc::fork() } {
@@ -139,7 +152,7 @@ impl Tracer for PtraceTracer {
                     libc::_exit(127);
                 }
                 libc::raise(libc::SIGSTOP);
-                libc::execvp(prog.as_ptr(), argv_ptrs.as_ptr());
+                libc::execvpe(prog.as_ptr(), argv_ptrs.as_ptr(), env_ptrs.as_ptr());
                 libc::_exit(127)
             },
             pid => Pid::from_raw(pid),

@@ -1,8 +1,6 @@
 //! The stub tracer: runs the command and reports only the command itself.
 //! Used where no real tracer exists, when tracing is disabled, and in tests.
 
-use std::process::Command;
-
 use super::{EventSink, ExecEvent, Launch, Tracer, now_ns};
 
 pub struct StubTracer;
@@ -19,10 +17,7 @@ impl Tracer for StubTracer {
         started: &dyn Fn(i32),
     ) -> std::io::Result<i32> {
         let start = now_ns();
-        let mut child = Command::new(&launch.program)
-            .args(&launch.args)
-            .current_dir(&launch.cwd)
-            .spawn()?;
+        let mut child = launch.command().spawn()?;
         started(child.id() as i32);
         let status = child.wait()?;
         let code = exit_code(status);

@@ -1,0 +1,164 @@
+//! `moat run`, `moat runs`, `moat trace`.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use clap::Args;
+use moat::run::{self, RunOptions};
+use moat::store::moat_home;
+use moat::workspace_config::WorkspaceConfig;
+
+use super::{Ctx, fmt};
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Workspace to run in and snapshot [default: current directory]
+    #[arg(long)]
+    workspace: Option<PathBuf>,
+    /// Configuration file [default: moat.yaml or agent.yaml in the workspace]
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The command and its arguments
+    #[arg(last = true, required = true, value_name = "CMD")]
+    cmd: Vec<OsString>,
+}
+
+#[derive(Args)]
+pub struct RunsArgs {
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct TraceArgs {
+    /// Run id (or a unique prefix)
+    run: String,
+    #[arg(long)]
+    json: bool,
+}
+
+static CHILD: AtomicI32 = AtomicI32::new(0);
+
+/// Blocks the termination signals in this thread (and so in every thread
+/// started later) and forwards them to the command from a thread of their
+/// own. SIGINT and SIGQUIT typed at the terminal already reach the command
+/// (same process group), so only those sent to moat itself are forwarded.
+fn forward_signals() {
+    // SAFETY: plain signal-mask and sigwaitinfo calls on local sets.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        std::thread::spawn(move || {
+            loop {
+                let mut info: libc::siginfo_t = std::mem::zeroed();
+                let sig = libc::sigwaitinfo(&set, &mut info);
+                let pid = CHILD.load(Ordering::SeqCst);
+                let from_tty = info.si_code == libc::SI_KERNEL;
+                if sig > 0 && pid > 0 && !(from_tty && (sig == libc::SIGINT || sig == libc::SIGQUIT)) {
+                    libc::kill(pid, sig);
+                }
+            }
+        });
+    }
+}
+
+pub fn run_run(ctx: &Ctx, a: RunArgs) -> moat::Result<i32> {
+    forward_signals();
+    let ws = moat::capture::workspace_root(&a.workspace.unwrap_or_else(|| PathBuf::from(".")))?;
+    let (config, file) = WorkspaceConfig::load(&ws, a.config.as_deref())?;
+    let store = ctx.open_or_create()?;
+    let log = |l: &str| {
+        if !ctx.quiet {
+            eprintln!("moat: {l}");
+        }
+    };
+    if let Some(f) = file {
+        log(&format!("config {}", f.display()));
+    }
+    let mut cmd = a.cmd.into_iter();
+    let program = cmd.next().unwrap_or_default();
+    let opts = RunOptions {
+        workspace: ws,
+        config,
+        program,
+        args: cmd.collect(),
+        runs_dir: moat_home()?.join("runs"),
+    };
+    run::run(&store, opts, &log, &CHILD)
+}
+
+fn find_run(prefix: &str) -> moat::Result<run::RunInfo> {
+    let runs = run::list(&moat_home()?.join("runs"))?;
+    let hits: Vec<run::RunInfo> = runs.into_iter().filter(|r| r.id.starts_with(prefix)).collect();
+    match hits.len() {
+        1 => Ok(hits.into_iter().next().unwrap_or_default()),
+        0 => Err(moat::Error::NoSuchSnapshot(format!("run {prefix}"))),
+        _ => Err(moat::Error::AmbiguousSnapshot {
+            prefix: prefix.into(),
+            candidates: hits.iter().map(|r| r.id.clone()).collect::<Vec<_>>().join(", "),
+        }),
+    }
+}
+
+pub fn run_runs(_ctx: &Ctx, a: RunsArgs) -> moat::Result<i32> {
+    let runs = run::list(&moat_home()?.join("runs"))?;
+    if a.json {
+        println!("{}", serde_json::to_string(&runs).unwrap_or_default());
+        return Ok(0);
+    }
+    println!(
+        "{:<12}  {:<19}  {:>4}  {:>5}  {:<14}  command",
+        "id", "start (UTC)", "exit", "snaps", "tracer"
+    );
+    for r in runs {
+        let exit = r.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into());
+        println!(
+            "{:<12}  {:<19}  {:>4}  {:>5}  {:<14}  {}",
+            r.id,
+            fmt::time(r.start_ns),
+            exit,
+            r.snapshots.len(),
+            r.tracer,
+            r.command.join(" ")
+        );
+    }
+    Ok(0)
+}
+
+pub fn run_trace(_ctx: &Ctx, a: TraceArgs) -> moat::Result<i32> {
+    let r = find_run(&a.run)?;
+    let events = run::events(&moat_home()?.join("runs"), &r.id)?;
+    if a.json {
+        for e in &events {
+            println!("{}", serde_json::to_string(e).unwrap_or_default());
+        }
+        return Ok(0);
+    }
+    println!(
+        "{:<19}  {:>7}  {:>7}  {:>4}  {:>9}  command",
+        "time (UTC)", "pid", "ppid", "exit", "ms"
+    );
+    for e in events {
+        let exit = e.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into());
+        let ms = e
+            .duration
+            .map(|d| format!("{:.1}", d as f64 / 1e6))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<19}  {:>7}  {:>7}  {:>4}  {:>9}  {} {}",
+            fmt::time(e.timestamp),
+            e.pid,
+            e.ppid,
+            exit,
+            ms,
+            e.command,
+            e.args.join(" ")
+        );
+    }
+    Ok(0)
+}
