@@ -241,3 +241,47 @@ fn bad_config_is_an_error_naming_the_key() {
         "{err}"
     );
 }
+
+#[test]
+fn signals_sent_to_moat_reach_the_command() {
+    let env = Env::new();
+    let ws = env.path("ws");
+    write(&ws.join("a.txt"), b"a");
+    write(&ws.join("moat.yaml"), b"snapshots:\n  disabled: true\n");
+    let ready = env.path("ready");
+    let script = format!(
+        "trap 'exit 42' TERM; touch {}; while :; do sleep 0.05; done",
+        ready.display()
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_moat"))
+        .args([
+            "run",
+            "--workspace",
+            ws.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .env("MOAT_STORE", env.store())
+        .env("MOAT_HOME", env.path("home"))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for the trap to be installed (a condition, not a clock).
+    while !ready.exists() {
+        assert!(child.try_wait().unwrap().is_none(), "moat run exited early");
+        std::thread::yield_now();
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(42),
+        "SIGTERM was forwarded and CMD's code returned"
+    );
+}
