@@ -494,7 +494,7 @@ fn chunk_file(
 fn check_growth(g: &Guard, nodes: &[Node], to_read: &[usize], cache: &StatCache) -> Result<Option<String>> {
     let mut files = 0u64;
     let mut bytes = 0u64;
-    let mut by_dir: HashMap<&[u8], u64> = HashMap::new();
+    let mut by_dir: HashMap<&[u8], (u64, u64)> = HashMap::new();
     for &i in to_read {
         let n = &nodes[i];
         let grown = match cache.entries.get(&n.rel) {
@@ -505,25 +505,25 @@ fn check_growth(g: &Guard, nodes: &[Node], to_read: &[usize], cache: &StatCache)
             }
         };
         bytes += grown;
-        // Group by the first two path components: `node_modules/x`.
+        // Group by the top-level entry: `node_modules/`, `target/`.
         let cut = n
             .rel
             .iter()
-            .enumerate()
-            .filter(|(_, b)| **b == b'/')
-            .nth(1)
-            .map_or(n.rel.len(), |(k, _)| k);
-        *by_dir.entry(&n.rel[..cut]).or_default() += grown.max(1);
+            .position(|b| *b == b'/')
+            .map_or(n.rel.len(), |k| k + 1);
+        let e = by_dir.entry(&n.rel[..cut]).or_default();
+        e.0 += 1;
+        e.1 += grown;
     }
     if files <= g.max_new_files && bytes <= g.max_new_bytes {
         return Ok(None);
     }
-    let mut top: Vec<(&[u8], u64)> = by_dir.into_iter().collect();
-    top.sort_by_key(|(_, b)| std::cmp::Reverse(*b));
+    let mut top: Vec<(&[u8], (u64, u64))> = by_dir.into_iter().collect();
+    top.sort_by_key(|(_, (files, bytes))| std::cmp::Reverse((*bytes, *files)));
     let names: Vec<String> = top
         .iter()
         .take(3)
-        .map(|(p, b)| format!("{} ({} bytes)", String::from_utf8_lossy(p), b))
+        .map(|(p, (f, b))| format!("{} ({f} files, {b} bytes)", String::from_utf8_lossy(p)))
         .collect();
     let msg = format!(
         "snapshot would add {files} new files and {bytes} bytes (limits {} files, {} bytes); biggest: {}. \
