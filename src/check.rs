@@ -101,7 +101,13 @@ pub fn check(store: &Store, opts: &CheckOptions, progress: &dyn Progress) -> Res
             .collect();
         r.problems.extend(found.into_iter().flatten());
     }
-    r.notes.extend(unindexed_packs(store.root(), &index)?);
+    r.notes
+        .extend(index.unindexed_packs(store.root()).into_iter().map(|(p, _)| {
+            format!(
+                "pack {} is not indexed (left by an interrupted snapshot; `moat gc` removes it)",
+                p.display()
+            )
+        }));
     progress.finish();
     Ok(r)
 }
@@ -142,31 +148,4 @@ fn verify_pack(root: &Path, index: &Index, n: u32, id: &ObjectId) -> Vec<String>
         }
     }
     problems
-}
-
-/// Packs on disk that no index lists: left by a writer that died before
-/// publishing its index. They hold no committed data.
-fn unindexed_packs(root: &Path, index: &Index) -> Result<Vec<String>> {
-    let known: HashSet<&ObjectId> = index.packs().iter().collect();
-    let mut notes = Vec::new();
-    let dir = root.join("packs");
-    let Ok(subdirs) = std::fs::read_dir(&dir) else {
-        return Ok(notes);
-    };
-    for sub in subdirs.flatten() {
-        for f in std::fs::read_dir(sub.path()).into_iter().flatten().flatten() {
-            let name = f.file_name();
-            let id = name
-                .to_str()
-                .and_then(|n| n.strip_suffix(".pack"))
-                .and_then(ObjectId::from_hex);
-            if id.is_some_and(|id| !known.contains(&id)) {
-                notes.push(format!(
-                    "pack {} is not indexed (left by an interrupted snapshot; `moat gc` removes it)",
-                    f.path().display()
-                ));
-            }
-        }
-    }
-    Ok(notes)
 }

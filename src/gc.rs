@@ -258,19 +258,9 @@ fn plan_sweep(root: &Path, index: &Index, live: &[u64]) -> Result<SweepPlan> {
             plan.freed += size.saturating_sub(live_bytes[p]);
         }
     }
-    let known: HashSet<&ObjectId> = index.packs().iter().collect();
-    for sub in fs::read_dir(root.join("packs")).into_iter().flatten().flatten() {
-        for f in fs::read_dir(sub.path()).into_iter().flatten().flatten() {
-            let name = f.file_name();
-            let id = name
-                .to_str()
-                .and_then(|n| n.strip_suffix(".pack"))
-                .and_then(ObjectId::from_hex);
-            if id.is_some_and(|id| !known.contains(&id)) {
-                plan.freed += f.metadata().map(|m| m.len()).unwrap_or(0);
-                plan.unindexed.push(f.path());
-            }
-        }
+    for (path, size) in index.unindexed_packs(root) {
+        plan.freed += size;
+        plan.unindexed.push(path);
     }
     Ok(plan)
 }

@@ -258,6 +258,30 @@ impl Index {
         self.entries.len()
     }
 
+    /// Pack files under `store_root` that this index does not list, with
+    /// their sizes: left by writers that died before publishing an index.
+    pub fn unindexed_packs(&self, store_root: &Path) -> Vec<(PathBuf, u64)> {
+        let known: std::collections::HashSet<&ObjectId> = self.packs.iter().collect();
+        let mut out = Vec::new();
+        for sub in std::fs::read_dir(store_root.join("packs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            for f in std::fs::read_dir(sub.path()).into_iter().flatten().flatten() {
+                let name = f.file_name();
+                let id = name
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".pack"))
+                    .and_then(ObjectId::from_hex);
+                if id.is_some_and(|id| !known.contains(&id)) {
+                    out.push((f.path(), f.metadata().map(|m| m.len()).unwrap_or(0)));
+                }
+            }
+        }
+        out
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::Command;
 
-use super::{EventSink, ExecEvent, Launch, Tracer, now_ns, split_argv};
+use super::{EventSink, ExecEvent, Launch, Tracer, now_ns};
 
 const CN_IDX_PROC: u32 = 1;
 const CN_VAL_PROC: u32 = 1;
@@ -255,33 +255,15 @@ fn alive(pid: i32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// The root's event comes from what moat launched; others from /proc.
 fn exec_event(pid: i32, ppid: i32, launch: Option<&Launch>) -> ExecEvent {
-    let argv: Vec<Vec<u8>> = match launch {
-        Some(l) => std::iter::once(&l.program)
-            .chain(&l.args)
-            .map(|a| std::os::unix::ffi::OsStrExt::as_bytes(a.as_os_str()).to_vec())
-            .collect(),
-        None => std::fs::read(format!("/proc/{pid}/cmdline"))
-            .map(|b| {
-                b.split(|&c| c == 0)
-                    .filter(|a| !a.is_empty())
-                    .map(<[u8]>::to_vec)
-                    .collect()
-            })
-            .unwrap_or_default(),
-    };
-    let (command, args) = split_argv(&argv);
-    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).map(|p| p.to_string_lossy().into_owned());
-    ExecEvent {
-        timestamp: now_ns(),
-        pid,
-        ppid,
-        command,
-        args,
-        working_dir: cwd.unwrap_or_default(),
-        exit_code: None,
-        duration: None,
+    let mut e = super::ptrace::from_proc(pid, ppid);
+    if let Some(l) = launch {
+        e.command = super::detect::basename(&l.program.to_string_lossy()).to_string();
+        e.args = l.args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        e.working_dir = l.cwd.to_string_lossy().into_owned();
     }
+    e
 }
 
 #[cfg(test)]

@@ -59,16 +59,6 @@ struct State<'a> {
 
 impl State<'_> {
     fn on_exec(&mut self, pid: i32) {
-        let argv: Vec<Vec<u8>> = std::fs::read(format!("/proc/{pid}/cmdline"))
-            .map(|b| {
-                b.split(|&c| c == 0)
-                    .filter(|a| !a.is_empty())
-                    .map(<[u8]>::to_vec)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).map(|p| p.to_string_lossy().into_owned());
-        let (command, args) = split_argv(&argv);
         // A process that execs again ends its previous program.
         self.finish(pid, None);
         // The fork event of the parent may not have been handled yet (the
@@ -76,16 +66,7 @@ impl State<'_> {
         let ppid = proc_ppid(pid)
             .or_else(|| self.parent.get(&pid).copied())
             .unwrap_or(0);
-        let event = ExecEvent {
-            timestamp: now_ns(),
-            pid,
-            ppid,
-            command,
-            args,
-            working_dir: cwd.unwrap_or_default(),
-            exit_code: None,
-            duration: None,
-        };
+        let event = from_proc(pid, ppid);
         self.pending.insert(pid, Pending { event });
     }
 
@@ -95,6 +76,30 @@ impl State<'_> {
             event.duration = Some((now_ns() - event.timestamp).max(0) as u64);
             self.sink.send(event);
         }
+    }
+}
+
+/// An exec event for `pid`, read from /proc (argv and working dir).
+pub(super) fn from_proc(pid: i32, ppid: i32) -> ExecEvent {
+    let argv: Vec<Vec<u8>> = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| {
+            b.split(|&c| c == 0)
+                .filter(|a| !a.is_empty())
+                .map(<[u8]>::to_vec)
+                .collect()
+        })
+        .unwrap_or_default();
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).map(|p| p.to_string_lossy().into_owned());
+    let (command, args) = split_argv(&argv);
+    ExecEvent {
+        timestamp: now_ns(),
+        pid,
+        ppid,
+        command,
+        args,
+        working_dir: cwd.unwrap_or_default(),
+        exit_code: None,
+        duration: None,
     }
 }
 
