@@ -67,6 +67,9 @@ pub enum Error {
     #[error("{0}: workspace is not a directory")]
     NotADirectory(PathBuf),
 
+    #[error("{0}: no moat store here; take a snapshot to create one, or pass --store DIR")]
+    NoStore(PathBuf),
+
     #[error("{path}: cannot decide where the store lives: {detail}")]
     StoreLocation { path: PathBuf, detail: String },
 

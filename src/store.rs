@@ -101,10 +101,7 @@ impl Store {
     pub fn open(root: &Path) -> Result<Self> {
         let cfg_path = root.join("config");
         let data = fs::read(&cfg_path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::StoreLocation {
-                path: root.to_path_buf(),
-                detail: "no moat store here (missing config); take a snapshot to create one".into(),
-            },
+            std::io::ErrorKind::NotFound => Error::NoStore(root.to_path_buf()),
             _ => Error::io(&cfg_path, e),
         })?;
         Ok(Store {
@@ -123,16 +120,33 @@ impl Store {
         self.root.join("tmp")
     }
 
-    /// A shared lock held by every writer for as long as it writes; `gc`
-    /// takes it exclusively before deleting anything.
-    pub fn lock_shared(&self) -> Result<File> {
+    /// The lock file, opened read-only where the store is (readers of a
+    /// read-only store can still lock it: flock needs no write access).
+    fn lock_file(&self) -> Result<(File, PathBuf)> {
         let path = self.root.join("lock");
         let f = File::options()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(&path)
-            .at(&path)?;
+            .open(&path);
+        let f = match f {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+                ) =>
+            {
+                File::open(&path)
+            }
+            other => other,
+        };
+        Ok((f.at(&path)?, path))
+    }
+
+    /// A shared lock held by every writer for as long as it writes; `gc`
+    /// takes it exclusively before deleting anything.
+    pub fn lock_shared(&self) -> Result<File> {
+        let (f, path) = self.lock_file()?;
         f.lock_shared().at(&path)?;
         Ok(f)
     }
@@ -142,13 +156,7 @@ impl Store {
     /// once if the lock is busy. flock(2) locks die with their process, so a
     /// crashed moat never leaves a stale lock behind.
     pub fn lock_exclusive(&self, on_wait: impl FnOnce()) -> Result<File> {
-        let path = self.root.join("lock");
-        let f = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .at(&path)?;
+        let (f, path) = self.lock_file()?;
         match f.try_lock() {
             Ok(()) => return Ok(f),
             Err(std::fs::TryLockError::WouldBlock) => on_wait(),
