@@ -143,6 +143,10 @@ impl Tracer for PtraceTracer {
         for (k, v) in &launch.env {
             env.push(cstr(&[k.as_bytes(), b"=", v.as_bytes()].concat())?);
         }
+        let cannot_run = format!(
+            "moat: cannot run {}: not found or not executable\n",
+            launch.program.to_string_lossy()
+        );
         let mut env_ptrs: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
         env_ptrs.push(std::ptr::null());
         // SAFETY: between fork and exec the child calls only
@@ -158,6 +162,7 @@ impl Tracer for PtraceTracer {
                 }
                 libc::raise(libc::SIGSTOP);
                 libc::execvpe(prog.as_ptr(), argv_ptrs.as_ptr(), env_ptrs.as_ptr());
+                libc::write(2, cannot_run.as_ptr().cast(), cannot_run.len());
                 libc::_exit(127)
             },
             pid => Pid::from_raw(pid),
