@@ -27,6 +27,28 @@ echo last > final.txt
 exit 7
 "#;
 
+/// `moat run --workspace WS -- CMD...` with the test's store and home.
+fn moat_run(env: &Env, ws: &std::path::Path, cmd: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_moat"));
+    c.args(["run", "--workspace", ws.to_str().unwrap(), "--"])
+        .args(cmd)
+        .env("MOAT_STORE", env.store())
+        .env("MOAT_HOME", env.path("home"))
+        .stdin(Stdio::null());
+    c
+}
+
+/// A moat command that reads the test's runs (`runs`, `trace`).
+fn moat_home(env: &Env, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_moat"))
+        .args(args)
+        .env("MOAT_HOME", env.path("home"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn files_of(env: &Env, id: &str) -> Vec<String> {
     let v: serde_json::Value = serde_json::from_str(&env.ok(&["ls", id, "--json"])).unwrap();
     v.as_array()
@@ -61,22 +83,10 @@ fn run_takes_pre_run_commit_build_idle_and_post_run_snapshots() {
         ws.join("bin").display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_moat"))
-        .args([
-            "run",
-            "--workspace",
-            ws.to_str().unwrap(),
-            "--",
-            "sh",
-            "-c",
-            SCRIPT,
-        ])
-        .env("MOAT_STORE", env.store())
-        .env("MOAT_HOME", env.path("home"))
+    let out = moat_run(&env, &ws, &["sh", "-c", SCRIPT])
         .env("MOAT", env!("CARGO_BIN_EXE_moat"))
         .env("PATH", path)
         .current_dir(&ws)
-        .stdin(Stdio::null())
         .output()
         .unwrap();
     assert_eq!(
@@ -88,15 +98,7 @@ fn run_takes_pre_run_commit_build_idle_and_post_run_snapshots() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("tracer: ptrace"), "{log}");
 
-    let runs: serde_json::Value = serde_json::from_str(&String::from_utf8_lossy(
-        &Command::new(env!("CARGO_BIN_EXE_moat"))
-            .args(["runs", "--json"])
-            .env("MOAT_HOME", env.path("home"))
-            .output()
-            .unwrap()
-            .stdout,
-    ))
-    .unwrap();
+    let runs: serde_json::Value = serde_json::from_str(&moat_home(&env, &["runs", "--json"])).unwrap();
     let run_id = runs[0]["id"].as_str().unwrap().to_string();
     assert_eq!(runs[0]["exit_code"], 7);
 
@@ -147,15 +149,8 @@ fn run_takes_pre_run_commit_build_idle_and_post_run_snapshots() {
     assert_eq!(show["git"]["commit"].as_str(), Some(head.trim()));
 
     // exec.jsonl records the commit and the build with their exit codes.
-    let trace = Command::new(env!("CARGO_BIN_EXE_moat"))
-        .args(["trace", &run_id, "--json"])
-        .env("MOAT_HOME", env.path("home"))
-        .output()
-        .unwrap();
-    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&trace.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let trace = moat_home(&env, &["trace", &run_id, "--json"]);
+    let events: Vec<serde_json::Value> = trace.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let find = |cmd: &str, arg: &str| {
         events
             .iter()
@@ -187,20 +182,7 @@ fn growth_guard_refuses_automatic_snapshots_and_warns_on_manual_ones() {
         b"snapshots:\n  max_new_files: 5\n  triggers:\n    disable_idle: true\n",
     );
     let script = "mkdir -p node_modules/pkg && for i in 1 2 3 4 5 6 7 8 9 10; do echo $i > node_modules/pkg/f$i.js; done";
-    let out = Command::new(env!("CARGO_BIN_EXE_moat"))
-        .args([
-            "run",
-            "--workspace",
-            ws.to_str().unwrap(),
-            "--",
-            "sh",
-            "-c",
-            script,
-        ])
-        .env("MOAT_STORE", env.store())
-        .env("MOAT_HOME", env.path("home"))
-        .output()
-        .unwrap();
+    let out = moat_run(&env, &ws, &["sh", "-c", script]).output().unwrap();
     assert!(out.status.success(), "{}", show(&out));
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -228,12 +210,7 @@ fn bad_config_is_an_error_naming_the_key() {
         &ws.join("moat.yaml"),
         b"snapshots:\n  triggers:\n    idle_threshold_seconds: soon\n",
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_moat"))
-        .args(["run", "--workspace", ws.to_str().unwrap(), "--", "true"])
-        .env("MOAT_STORE", env.store())
-        .env("MOAT_HOME", env.path("home"))
-        .output()
-        .unwrap();
+    let out = moat_run(&env, &ws, &["true"]).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -253,18 +230,7 @@ fn signals_sent_to_moat_reach_the_command() {
         "trap 'exit 42' TERM; touch {}; while :; do sleep 0.05; done",
         ready.display()
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_moat"))
-        .args([
-            "run",
-            "--workspace",
-            ws.to_str().unwrap(),
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ])
-        .env("MOAT_STORE", env.store())
-        .env("MOAT_HOME", env.path("home"))
+    let mut child = moat_run(&env, &ws, &["sh", "-c", &script])
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
