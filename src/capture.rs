@@ -337,7 +337,7 @@ fn assemble(nodes: &[Node], results: Vec<Option<FileResult>>, writer: &ObjectWri
     let mut stats = Stats::default();
     let mut warnings = Vec::new();
     let mut cache_entries = Vec::new();
-    let mut children: HashMap<&[u8], Vec<Entry>> = HashMap::new();
+    let mut children: rustc_hash::FxHashMap<&[u8], Vec<Entry>> = Default::default();
     let mut dirs: Vec<(&[u8], &Node)> = Vec::new();
     for (n, res) in nodes.iter().zip(results) {
         let (parent, name) = split_parent(&n.rel);
