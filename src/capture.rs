@@ -128,9 +128,13 @@ fn scan(
     let start_ns = fsutil::now_ns();
     let mut warnings = Vec::new();
     let mut wopts = walk_opts.clone();
-    if wopts.skip_dir.is_none() {
-        wopts.skip_dir = std::fs::canonicalize(store.root()).ok();
-    }
+    let runs = crate::store::moat_home().map(|h| h.join("runs"));
+    let own = [Ok(store.root().to_path_buf()), runs];
+    wopts.skip_dirs.extend(
+        own.into_iter()
+            .flatten()
+            .filter_map(|p| std::fs::canonicalize(p).ok()),
+    );
     progress.start("scanning", 0);
     // The cache decodes on its own thread while the walk runs.
     let cache_path = StatCache::path_for(store.root(), ws);

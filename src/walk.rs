@@ -19,8 +19,9 @@ pub struct WalkOptions {
     pub no_ignore: bool,
     /// Gitignore-style globs of paths to leave out.
     pub excludes: Vec<String>,
-    /// A directory never to enter (the store, when it sits in the workspace).
-    pub skip_dir: Option<PathBuf>,
+    /// Directories never to enter (moat's own store and runs, when they sit
+    /// in the workspace).
+    pub skip_dirs: Vec<PathBuf>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,7 +59,7 @@ pub fn walk(root: &Path, opts: &WalkOptions) -> Result<(Vec<Node>, Vec<String>)>
         pattern: opts.excludes.join(" "),
         detail: e.to_string(),
     })?;
-    let skip = opts.skip_dir.clone();
+    let skip = opts.skip_dirs.clone();
     let mut b = ignore::WalkBuilder::new(root);
     b.hidden(false)
         .parents(false)
@@ -70,7 +71,7 @@ pub fn walk(root: &Path, opts: &WalkOptions) -> Result<(Vec<Node>, Vec<String>)>
         .follow_links(false)
         .overrides(overrides)
         .threads(rayon::current_num_threads().max(2))
-        .filter_entry(move |e| e.file_name() != ".git" && skip.as_deref().is_none_or(|s| e.path() != s));
+        .filter_entry(move |e| e.file_name() != ".git" && !skip.iter().any(|s| e.path() == s));
     let (tx, rx) = mpsc::channel();
     b.build_parallel().run(|| {
         let tx = tx.clone();

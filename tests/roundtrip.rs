@@ -182,3 +182,29 @@ fn non_utf8_names_survive_ls_json_and_restore() {
         b"x"
     );
 }
+
+#[test]
+fn a_store_inside_the_workspace_is_never_captured() {
+    let env = Env::new();
+    let ws = env.path("ws");
+    write(&ws.join("code.rs"), b"fn f() {}");
+    let inner = ws.join("moat-store");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_moat"))
+            .arg("--store")
+            .arg(&inner)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", show(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(&["snapshot", ws.to_str().unwrap()]);
+    let second = run(&["snapshot", ws.to_str().unwrap()]);
+    assert!(
+        second.contains("unchanged"),
+        "the store's own writes must not count: {second}"
+    );
+    let ls = run(&["ls", "latest"]);
+    assert!(ls.contains("code.rs") && !ls.contains("moat-store"), "{ls}");
+}

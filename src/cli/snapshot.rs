@@ -42,7 +42,7 @@ pub fn run(ctx: &Ctx, a: SnapshotArgs) -> moat::Result<i32> {
         walk: config.walk_options(WalkOptions {
             no_ignore: a.no_ignore,
             excludes: a.exclude,
-            skip_dir: None,
+            skip_dirs: Vec::new(),
         }),
         // A manual snapshot is taken even when large, with a warning.
         guard: Some(Guard {
