@@ -55,16 +55,36 @@ fn forward_signals() {
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         std::thread::spawn(move || {
             loop {
-                let mut info: libc::siginfo_t = std::mem::zeroed();
-                let sig = libc::sigwaitinfo(&set, &mut info);
+                let (sig, from_tty) = wait_signal(&set);
                 let pid = CHILD.load(Ordering::SeqCst);
-                let from_tty = info.si_code == libc::SI_KERNEL;
-                if sig > 0 && pid > 0 && !(from_tty && (sig == libc::SIGINT || sig == libc::SIGQUIT)) {
+                let typed = from_tty && (sig == libc::SIGINT || sig == libc::SIGQUIT);
+                if sig > 0 && pid > 0 && !typed {
                     libc::kill(pid, sig);
                 }
             }
         });
     }
+}
+
+/// The next blocked signal, and whether the kernel (a terminal) sent it.
+#[cfg(target_os = "linux")]
+fn wait_signal(set: &libc::sigset_t) -> (i32, bool) {
+    // SAFETY: siginfo_t is plain data filled by sigwaitinfo.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let sig = libc::sigwaitinfo(set, &mut info);
+        (sig, info.si_code == libc::SI_KERNEL)
+    }
+}
+
+/// Without sigwaitinfo the sender is unknown: SIGINT and SIGQUIT are taken
+/// to come from the terminal, which delivers them to the command itself.
+#[cfg(not(target_os = "linux"))]
+fn wait_signal(set: &libc::sigset_t) -> (i32, bool) {
+    let mut sig = 0;
+    // SAFETY: sigwait writes the signal number.
+    unsafe { libc::sigwait(set, &mut sig) };
+    (sig, true)
 }
 
 pub fn run_run(ctx: &Ctx, a: RunArgs) -> moat::Result<i32> {

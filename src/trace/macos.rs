@@ -1,10 +1,9 @@
-//! macOS tracer: polls the process table (`sysctl` `KERN_PROC_ALL`) for
+//! macOS tracer: polls the process table (libproc over `KERN_PROC`) for
 //! descendants of the command and reads each new one's argv with
 //! `KERN_PROCARGS2`. Polling misses processes shorter than the interval and
 //! sees no exit codes except the command's own; it needs no privileges.
 
 use std::collections::{HashMap, HashSet};
-use std::process::Command;
 use std::time::Duration;
 
 use super::{EventSink, ExecEvent, Launch, Tracer, now_ns, split_argv};
@@ -14,44 +13,37 @@ const POLL: Duration = Duration::from_millis(20);
 #[derive(Default)]
 pub struct PollTracer;
 
-/// (pid, ppid) of every process.
+/// (pid, ppid) of every process. The `libc` crate has no `kinfo_proc`
+/// binding for macOS, so the table comes from libproc (the supported
+/// interface over the same `KERN_PROC` data).
 fn process_table() -> Vec<(i32, i32)> {
-    let mut mib = [libc::CTL_KERN, libc::KERN_PROC, libc::KERN_PROC_ALL, 0];
-    let mut size: libc::size_t = 0;
-    // SAFETY: sysctl with a null buffer reports the size needed.
-    let rc = unsafe {
-        libc::sysctl(
-            mib.as_mut_ptr(),
-            3,
-            std::ptr::null_mut(),
-            &mut size,
-            std::ptr::null_mut(),
-            0,
-        )
-    };
-    if rc != 0 {
+    // SAFETY: a null buffer asks for the number of pids.
+    let n = unsafe { libc::proc_listallpids(std::ptr::null_mut(), 0) };
+    if n <= 0 {
         return Vec::new();
     }
-    let n = size / std::mem::size_of::<libc::kinfo_proc>() + 16;
-    let mut buf: Vec<libc::kinfo_proc> = Vec::with_capacity(n);
-    let mut size = n * std::mem::size_of::<libc::kinfo_proc>();
-    // SAFETY: the buffer holds `size` bytes; the kernel writes at most that.
-    let rc = unsafe {
-        libc::sysctl(
-            mib.as_mut_ptr(),
-            3,
-            buf.as_mut_ptr().cast(),
-            &mut size,
-            std::ptr::null_mut(),
-            0,
-        )
-    };
-    if rc != 0 {
-        return Vec::new();
-    }
-    // SAFETY: the kernel initialised `size` bytes of whole records.
-    unsafe { buf.set_len(size / std::mem::size_of::<libc::kinfo_proc>()) };
-    buf.iter().map(|p| (p.kp_proc.p_pid, p.kp_eproc.e_ppid)).collect()
+    let mut pids = vec![0i32; n as usize + 64];
+    let bytes = (pids.len() * std::mem::size_of::<i32>()) as libc::c_int;
+    // SAFETY: the buffer holds `bytes` bytes.
+    let got = unsafe { libc::proc_listallpids(pids.as_mut_ptr().cast(), bytes) };
+    pids.truncate(got.max(0) as usize);
+    pids.into_iter()
+        .filter_map(|pid| {
+            // SAFETY: proc_bsdinfo is plain data; the call fills at most its size.
+            let mut info: libc::proc_bsdinfo = unsafe { std::mem::zeroed() };
+            let size = std::mem::size_of::<libc::proc_bsdinfo>() as libc::c_int;
+            let r = unsafe {
+                libc::proc_pidinfo(
+                    pid,
+                    libc::PROC_PIDTBSDINFO,
+                    0,
+                    (&mut info as *mut libc::proc_bsdinfo).cast(),
+                    size,
+                )
+            };
+            (r == size).then_some((pid, info.pbi_ppid as i32))
+        })
+        .collect()
 }
 
 /// argv of `pid` from `KERN_PROCARGS2` (argc, exec path, then argv).

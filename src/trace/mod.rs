@@ -138,7 +138,7 @@ pub fn pick(disabled: bool) -> (Box<dyn Tracer>, Vec<String>) {
     #[cfg(target_os = "macos")]
     {
         log.push("tracer: sysctl KERN_PROC polling".into());
-        return (Box::new(macos::PollTracer::default()), log);
+        return (Box::new(macos::PollTracer), log);
     }
     #[allow(unreachable_code)]
     {
