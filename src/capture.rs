@@ -136,24 +136,15 @@ fn scan(
             .filter_map(|p| std::fs::canonicalize(p).ok()),
     );
     progress.start("scanning", 0);
-    // The cache decodes on its own thread while the walk runs.
-    let cache_path = StatCache::path_for(store.root(), ws);
-    let (cache, walked) = std::thread::scope(|s| {
-        let loader = s.spawn(|| StatCache::load(&cache_path));
-        let walked = walk::walk(ws, &wopts);
-        (loader.join(), walked)
+    // Decoding the cache alongside the walk was measured slower than one
+    // after the other (both allocate heavily, on two cores).
+    let (nodes, walk_warnings) = walk::walk(ws, &wopts)?;
+    let cache = StatCache::load(&StatCache::path_for(store.root(), ws)).unwrap_or_else(|e| {
+        warnings.push(format!(
+            "ignoring unreadable stat cache ({e}); every file will be read"
+        ));
+        StatCache::default()
     });
-    let cache = match cache {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => {
-            warnings.push(format!(
-                "ignoring unreadable stat cache ({e}); every file will be read"
-            ));
-            StatCache::default()
-        }
-        Err(_) => StatCache::default(),
-    };
-    let (nodes, walk_warnings) = walked?;
     warnings.extend(walk_warnings);
     let (root, cache_entries, mut stats, skipped) =
         build(store, ws, &nodes, &cache, guard, writer, progress)?;

@@ -5,7 +5,7 @@
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::Mutex;
 
 use ignore::WalkState;
 use ignore::overrides::OverrideBuilder;
@@ -72,26 +72,53 @@ pub fn walk(root: &Path, opts: &WalkOptions) -> Result<(Vec<Node>, Vec<String>)>
         .overrides(overrides)
         .threads(rayon::current_num_threads().max(2))
         .filter_entry(move |e| e.file_name() != ".git" && !skip.iter().any(|s| e.path() == s));
-    let (tx, rx) = mpsc::channel();
-    b.build_parallel().run(|| {
-        let tx = tx.clone();
-        Box::new(move |res| {
-            if let Some(found) = visit(root, res) {
-                let _ = tx.send(found);
-            }
-            WalkState::Continue
+    // Each walker thread collects into its own buffer and hands it over
+    // once, when it finishes (no per-entry channel send).
+    let done: Mutex<(Vec<Node>, Vec<String>)> = Mutex::new((Vec::new(), Vec::new()));
+    b.build_parallel().visit(&mut Collector { root, done: &done });
+    Ok(done.into_inner().unwrap_or_else(|p| p.into_inner()))
+}
+
+struct Collector<'a> {
+    root: &'a Path,
+    done: &'a Mutex<(Vec<Node>, Vec<String>)>,
+}
+
+impl<'s> ignore::ParallelVisitorBuilder<'s> for Collector<'s> {
+    fn build(&mut self) -> Box<dyn ignore::ParallelVisitor + 's> {
+        Box::new(Buffer {
+            root: self.root,
+            done: self.done,
+            nodes: Vec::new(),
+            warnings: Vec::new(),
         })
-    });
-    drop(tx);
-    let mut nodes = Vec::new();
-    let mut warnings = Vec::new();
-    for f in rx {
-        match f {
-            Found::Node(n) => nodes.push(n),
-            Found::Warning(w) => warnings.push(w),
-        }
     }
-    Ok((nodes, warnings))
+}
+
+struct Buffer<'a> {
+    root: &'a Path,
+    done: &'a Mutex<(Vec<Node>, Vec<String>)>,
+    nodes: Vec<Node>,
+    warnings: Vec<String>,
+}
+
+impl ignore::ParallelVisitor for Buffer<'_> {
+    fn visit(&mut self, res: std::result::Result<ignore::DirEntry, ignore::Error>) -> WalkState {
+        match visit(self.root, res) {
+            Some(Found::Node(n)) => self.nodes.push(n),
+            Some(Found::Warning(w)) => self.warnings.push(w),
+            None => {}
+        }
+        WalkState::Continue
+    }
+}
+
+impl Drop for Buffer<'_> {
+    fn drop(&mut self) {
+        let mut done = self.done.lock().unwrap_or_else(|p| p.into_inner());
+        done.0.append(&mut self.nodes);
+        done.1.append(&mut self.warnings);
+    }
 }
 
 fn visit(root: &Path, res: std::result::Result<ignore::DirEntry, ignore::Error>) -> Option<Found> {
