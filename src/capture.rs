@@ -48,6 +48,8 @@ pub struct CaptureOptions {
     pub pin: bool,
     /// Growth guard: refuse (or warn about) a snapshot that adds too much.
     pub guard: Option<Guard>,
+    /// zstd level for this snapshot's new objects [default: the store's].
+    pub zstd_level: Option<i32>,
 }
 
 /// The growth guard: the classic accident is a new `node_modules/` or
@@ -71,6 +73,7 @@ impl Default for CaptureOptions {
             run_id: None,
             pin: false,
             guard: None,
+            zstd_level: None,
         }
     }
 }
@@ -206,7 +209,10 @@ pub fn capture(
     let ws = workspace_root(workspace)?;
     let _lock = store.lock_shared()?;
     let parent = latest_of(store, &ws)?;
-    let writer = ObjectWriter::new(store)?;
+    let mut writer = ObjectWriter::new(store)?;
+    if let Some(level) = opts.zstd_level {
+        writer = writer.with_level(level);
+    }
     let scan = match scan(store, &ws, &opts.walk, opts.guard.as_ref(), &writer, progress) {
         Ok(s) => s,
         Err(e) => {

@@ -44,6 +44,9 @@ pub struct GcOptions {
     pub dry_run: bool,
     /// Temp files younger than this are left alone.
     pub min_age_ns: i64,
+    /// Also apply each workspace's `moat.yaml` retention (`max_count`,
+    /// `delete_initial`) where that workspace has a config file.
+    pub config_retention: bool,
 }
 
 impl Default for GcOptions {
@@ -53,6 +56,7 @@ impl Default for GcOptions {
             workspace: None,
             dry_run: false,
             min_age_ns: DEFAULT_MIN_AGE_NS,
+            config_retention: false,
         }
     }
 }
@@ -174,10 +178,25 @@ fn select(store: &Store, snaps: &[SnapshotRecord], opts: &GcOptions) -> Result<V
     }
     let now = fsutil::now_ns();
     let gone: HashSet<ObjectId> = by_ws
-        .values()
-        .flat_map(|c| retention::to_remove(c, &opts.policy, now))
+        .iter()
+        .flat_map(|(ws, c)| retention::to_remove(c, &policy_for(ws, opts), now))
         .collect();
     Ok(snaps.iter().filter(|s| gone.contains(&s.id)).cloned().collect())
+}
+
+/// The policy for one workspace: the command's rules, plus the workspace's
+/// configured `max_count` and `delete_initial` when it has a config file.
+fn policy_for(ws: &Path, opts: &GcOptions) -> Policy {
+    let mut p = opts.policy.clone();
+    if !opts.config_retention {
+        return p;
+    }
+    if let Ok((cfg, Some(_))) = crate::workspace_config::WorkspaceConfig::load(ws, None) {
+        let r = &cfg.snapshots.retention;
+        p.max_count = Some(r.max_count as usize);
+        p.delete_initial |= r.delete_initial;
+    }
+    p
 }
 
 fn test_and_set(bits: &mut [u64], i: usize) -> bool {

@@ -33,6 +33,8 @@ pub struct ObjectWriter<'a> {
     pub new_bytes: AtomicU64,
     /// Dry sessions hash but write nothing; they keep new trees in memory.
     dry: bool,
+    /// zstd level for new objects (the store's default unless overridden).
+    level: i32,
     mem_trees: Mutex<HashMap<ObjectId, Vec<u8>>>,
 }
 
@@ -47,6 +49,7 @@ impl<'a> ObjectWriter<'a> {
             new_objects: AtomicU64::new(0),
             new_bytes: AtomicU64::new(0),
             dry: false,
+            level: store.config.zstd_level,
             mem_trees: Mutex::new(HashMap::new()),
             index: store.index()?,
         })
@@ -59,6 +62,13 @@ impl<'a> ObjectWriter<'a> {
             dry: true,
             ..Self::new(store)?
         })
+    }
+
+    /// Compresses this session's new objects at `level` instead of the
+    /// store's default (any level decodes the same way).
+    pub fn with_level(mut self, level: i32) -> Self {
+        self.level = level;
+        self
     }
 
     /// Whether the store (not this session) holds `id`.
@@ -87,7 +97,7 @@ impl<'a> ObjectWriter<'a> {
             }
             return Ok(id);
         }
-        let (comp, stored) = crate::compress::encode(raw, self.store.config.zstd_level);
+        let (comp, stored) = crate::compress::encode(raw, self.level);
         self.new_objects.fetch_add(1, Ordering::Relaxed);
         self.new_bytes.fetch_add(stored.len() as u64, Ordering::Relaxed);
         let sink = match kind {

@@ -229,3 +229,21 @@ fn gc_drops_stat_caches_of_vanished_workspaces() {
     let v = env.snapshot_json(&ws, &["--allow-empty"]);
     assert_eq!(v["stats"]["files_read"], 0);
 }
+
+#[test]
+fn gc_applies_the_workspace_retention_config() {
+    let env = Env::new();
+    let ws = env.path("ws");
+    write(
+        &ws.join("moat.yaml"),
+        b"snapshots:\n  retention:\n    max_count: 2\n    delete_initial: true\n",
+    );
+    let mut want = Vec::new();
+    for i in 0..5u64 {
+        write(&ws.join("f.bin"), &noise(10_000, i));
+        want.push(env.snapshot(&ws));
+    }
+    let out = env.ok(&["gc", ws.to_str().unwrap()]);
+    assert!(out.contains("3 snapshots removed, 2 kept"), "{out}");
+    assert_eq!(ids(&env, &ws), want[3..].to_vec());
+}

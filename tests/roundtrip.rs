@@ -208,3 +208,19 @@ fn a_store_inside_the_workspace_is_never_captured() {
     let ls = run(&["ls", "latest"]);
     assert!(ls.contains("code.rs") && !ls.contains("moat-store"), "{ls}");
 }
+
+#[test]
+fn zstd_level_is_configurable_per_snapshot() {
+    let env = Env::new();
+    let ws = env.path("ws");
+    write(
+        &ws.join("text.txt"),
+        "some very compressible text\n".repeat(5000).as_bytes(),
+    );
+    let id = last_line(&env.ok(&["snapshot", ws.to_str().unwrap(), "--zstd-level", "19"]));
+    let out = env.path("out");
+    env.restore(&id, &out);
+    assert_same_tree(&ws, &out);
+    let err = env.fails(&["snapshot", ws.to_str().unwrap(), "--zstd-level", "99"]);
+    assert!(err.contains("out of range"), "{err}");
+}

@@ -84,6 +84,7 @@ pub fn run_gc(ctx: &Ctx, a: GcArgs) -> moat::Result<i32> {
         workspace,
         dry_run: a.dry_run,
         min_age_ns: a.min_age,
+        config_retention: true,
     };
     let progress = bar::progress(ctx.quiet);
     let wait = || eprintln!("moat: waiting for running snapshots and restores to finish...");

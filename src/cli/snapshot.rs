@@ -31,6 +31,9 @@ pub struct SnapshotArgs {
     /// Pin the snapshot: no retention policy removes it
     #[arg(long)]
     keep: bool,
+    /// zstd level for new data (1-22; the store's default is 3)
+    #[arg(long, value_name = "N", value_parser = parse_level)]
+    zstd_level: Option<i32>,
 }
 
 pub fn run(ctx: &Ctx, a: SnapshotArgs) -> moat::Result<i32> {
@@ -53,6 +56,7 @@ pub fn run(ctx: &Ctx, a: SnapshotArgs) -> moat::Result<i32> {
         message: a.message,
         allow_empty: a.allow_empty,
         pin: a.keep,
+        zstd_level: a.zstd_level,
         ..CaptureOptions::default()
     };
     let progress = bar::progress(ctx.quiet || a.json);
@@ -98,4 +102,9 @@ pub fn run(ctx: &Ctx, a: SnapshotArgs) -> moat::Result<i32> {
         }
     }
     Ok(0)
+}
+
+fn parse_level(s: &str) -> Result<i32, String> {
+    let n: i32 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    moat::compress::level_ok(n)
 }
