@@ -251,3 +251,43 @@ fn signals_sent_to_moat_reach_the_command() {
         "SIGTERM was forwarded and CMD's code returned"
     );
 }
+
+#[test]
+fn background_processes_do_not_keep_moat_run_waiting() {
+    let env = Env::new();
+    let ws = env.path("ws");
+    write(&ws.join("moat.yaml"), b"snapshots:\n  disabled: true\n");
+    let out = moat_run(
+        &env,
+        &ws,
+        &["sh", "-c", "sleep 120 >/dev/null 2>&1 & echo $! > bg.pid; exit 3"],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    let pid: i32 = std::fs::read_to_string(ws.join("bg.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // moat returned while the background process still runs, detached and
+    // not left stopped.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("background sleep still alive");
+    let state = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let tracer = status
+        .lines()
+        .find(|l| l.starts_with("TracerPid:"))
+        .unwrap()
+        .to_string();
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    assert!(state == "S" || state == "R", "state {state}");
+    assert!(tracer.ends_with("\t0"), "{tracer}");
+}

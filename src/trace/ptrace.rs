@@ -3,9 +3,10 @@
 //! because each traced process stops at exec and at exit.
 //!
 //! All ptrace requests come from the one thread that forked the child (the
-//! tracer must be that thread). Background processes that outlive the
-//! command are traced until they exit; if moat dies, the kernel detaches
-//! them and they run on untraced.
+//! tracer must be that thread). When the command exits, background
+//! processes it left running (a dev server, a daemon) are detached and run
+//! on untraced, so `moat run` ends with its command; if moat dies, the
+//! kernel detaches them too.
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -68,6 +69,13 @@ impl State<'_> {
             .unwrap_or(0);
         let event = from_proc(pid, ppid);
         self.pending.insert(pid, Pending { event });
+    }
+
+    /// A traced task exited.
+    fn gone(&mut self, pid: i32, code: i32) {
+        self.finish(pid, Some(code));
+        self.known.remove(&pid);
+        self.parent.remove(&pid);
     }
 
     fn finish(&mut self, pid: i32, code: Option<i32>) {
@@ -194,7 +202,7 @@ impl Tracer for PtraceTracer {
 
 /// Services stops until no traced process is left; returns the root's code.
 fn trace_loop(st: &mut State, root: Pid) -> std::io::Result<i32> {
-    let mut root_code = 0;
+    let root_code = 0;
     loop {
         let status = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::__WALL)) {
             Ok(s) => s,
@@ -222,18 +230,75 @@ fn trace_loop(st: &mut State, root: Pid) -> std::io::Result<i32> {
                 let _ = ptrace::cont(pid, inject);
             }
             WaitStatus::Exited(pid, code) => {
-                st.finish(pid.as_raw(), Some(code));
+                st.gone(pid.as_raw(), code);
                 if pid == root {
-                    root_code = code;
+                    return detach_all(st, code);
                 }
             }
             WaitStatus::Signaled(pid, sig, _) => {
-                st.finish(pid.as_raw(), Some(128 + sig as i32));
+                st.gone(pid.as_raw(), 128 + sig as i32);
                 if pid == root {
-                    root_code = 128 + sig as i32;
+                    return detach_all(st, 128 + sig as i32);
                 }
             }
             _ => {}
         }
     }
+}
+
+/// Lets every traced process that outlived the command go: stop it with
+/// SIGSTOP, detach it in that stop (which swallows the SIGSTOP), and report
+/// its program as still running.
+fn detach_all(st: &mut State, root_code: i32) -> std::io::Result<i32> {
+    let mut left: std::collections::HashSet<i32> = st.known.iter().chain(st.parent.keys()).copied().collect();
+    left.retain(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
+    for tid in &left {
+        // SAFETY: tkill only sends a signal to a thread we trace.
+        unsafe { libc::syscall(libc::SYS_tkill, *tid, libc::SIGSTOP) };
+    }
+    while !left.is_empty() {
+        let status = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::__WALL)) {
+            Ok(s) => s,
+            Err(Errno::EINTR) => continue,
+            Err(_) => break,
+        };
+        match status {
+            WaitStatus::Stopped(pid, Signal::SIGSTOP) => {
+                let _ = ptrace::detach(pid, None);
+                left.remove(&pid.as_raw());
+            }
+            WaitStatus::Stopped(pid, sig) => {
+                // Deliver the other signal; SIGCONT then discards our
+                // still-pending SIGSTOP so the process is not left stopped.
+                let _ = ptrace::detach(pid, Some(sig));
+                let _ = nix::sys::signal::kill(pid, Signal::SIGCONT);
+                left.remove(&pid.as_raw());
+            }
+            WaitStatus::PtraceEvent(pid, _, ev) => {
+                if ev != Event::PTRACE_EVENT_EXEC as i32
+                    && let Ok(new) = ptrace::getevent(pid)
+                {
+                    // A child forked just now: stop and detach it too.
+                    left.insert(new as i32);
+                    unsafe { libc::syscall(libc::SYS_tkill, new as i32, libc::SIGSTOP) };
+                }
+                let _ = ptrace::cont(pid, None);
+            }
+            WaitStatus::Exited(pid, code) => {
+                st.gone(pid.as_raw(), code);
+                left.remove(&pid.as_raw());
+            }
+            WaitStatus::Signaled(pid, sig, _) => {
+                st.gone(pid.as_raw(), 128 + sig as i32);
+                left.remove(&pid.as_raw());
+            }
+            _ => {}
+        }
+    }
+    // Programs still running: reported without an exit code.
+    let running: Vec<i32> = st.pending.keys().copied().collect();
+    for pid in running {
+        st.finish(pid, None);
+    }
+    Ok(root_code)
 }
