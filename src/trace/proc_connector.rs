@@ -197,6 +197,16 @@ impl Tracer for ProcConnector {
                 Err(e) => return Err(e),
             };
             quiet_rounds = if events.is_empty() { quiet_rounds + 1 } else { 0 };
+            // Every few quiet seconds, forget pids whose exit was lost.
+            if quiet_rounds % 10 == 9 {
+                tree.retain(|p| alive(*p));
+                let lost: Vec<i32> = pending.keys().filter(|p| !tree.contains(p)).copied().collect();
+                for pid in lost {
+                    if let Some(e) = pending.remove(&pid) {
+                        sink.send(e);
+                    }
+                }
+            }
             for ev in events {
                 match ev {
                     ProcEvent::Fork { parent: p, child: c } if tree.contains(&p) => {
