@@ -8,32 +8,12 @@
 //!
 //! Prints medians and ratios; run with `cargo bench --bench rollback`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+use common::moat;
 use std::time::{Duration, Instant};
-
-const MOAT: &str = env!("CARGO_BIN_EXE_moat");
-
-fn moat(store: &Path, args: &[&str]) -> String {
-    let out = Command::new(MOAT)
-        .arg("--store")
-        .arg(store)
-        .arg("--quiet")
-        .args(args)
-        .output()
-        .expect("run moat");
-    assert!(
-        out.status.success(),
-        "moat {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .to_string()
-}
 
 fn timed<T>(f: impl FnOnce() -> T) -> (Duration, T) {
     let t = Instant::now();

@@ -1,9 +1,10 @@
 //! Finding and removing what crashed moat processes leave behind: temp
 //! files in the store's `tmp/` (partial packs, index files, snapshot and
-//! cache writes, config creation).
+//! cache writes, config creation) and staging directories of snapshots.
 //!
-//! Invariants: only names moat itself creates (`<pid>-<ns>-<n>.<ext>.tmp`)
-//! are considered; everything is examined with `lstat` and symlinks are
+//! Invariants: only names moat itself creates (`<pid>-<ns>-<n>.<ext>.tmp`,
+//! and for directories only `<pid>-<ns>-<n>.stage.tmp`) are considered; a
+//! staging directory whose process is still alive is never taken; everything is examined with `lstat` and symlinks are
 //! never followed or removed; an item is removed only if it is older than
 //! the minimum age both when found and immediately before removal, so a
 //! file a live writer touched since the scan survives. (moat creates nothing
@@ -24,8 +25,30 @@ pub struct TempItem {
     pub age_ns: i64,
     /// Newest of mtime and ctime when found: a change means it was touched.
     pub touched_ns: i64,
-    /// What the file was: `pack`, `write` (index, snapshot or cache), ...
+    /// What the file was: `pack`, `write` (index, snapshot or cache),
+    /// `stage` (a staging directory), ...
     pub what: String,
+}
+
+/// The only kind of temp directory moat creates.
+const STAGE: &str = "stage";
+
+/// Whether the process that named a temp `<pid>-...` is still running.
+fn owner_alive(name: &str) -> bool {
+    let pid = name.split('-').next().and_then(|p| p.parse::<i32>().ok());
+    pid.is_some_and(|p| p > 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok())
+}
+
+/// Bytes in a staging directory (its copies, one level, never followed).
+fn dir_size(path: &Path) -> u64 {
+    let Ok(rd) = fs::read_dir(path) else {
+        return 0;
+    };
+    rd.flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
 }
 
 /// The extension part of a moat temp name, if `name` is one.
@@ -71,10 +94,14 @@ pub fn find_at(store_root: &Path, min_age_ns: i64, now: i64) -> Result<Vec<TempI
             continue;
         };
         let age_ns = now - touched_ns;
-        if meta.file_type().is_file() && age_ns >= min_age_ns {
+        let is_stage = meta.file_type().is_dir() && what == STAGE;
+        if is_stage && name.to_str().is_some_and(owner_alive) {
+            continue;
+        }
+        if (meta.file_type().is_file() || is_stage) && age_ns >= min_age_ns {
             out.push(TempItem {
+                size: if is_stage { dir_size(&path) } else { meta.len() },
                 path,
-                size: meta.len(),
                 age_ns,
                 touched_ns,
                 what: what.to_string(),
@@ -86,7 +113,8 @@ pub fn find_at(store_root: &Path, min_age_ns: i64, now: i64) -> Result<Vec<TempI
 }
 
 /// Removes `items`, re-checking each one right before: it must still be a
-/// regular file, untouched since the scan, and older than the minimum age.
+/// regular file (a directory for staging), untouched since the scan, and
+/// older than the minimum age.
 /// Returns the removed items and, for each one skipped, why.
 pub fn remove(items: Vec<TempItem>, min_age_ns: i64) -> (Vec<TempItem>, Vec<(TempItem, String)>) {
     remove_at(items, min_age_ns, fsutil::now_ns())
@@ -101,12 +129,16 @@ pub fn remove_at(
     for item in items {
         match touched(&item.path) {
             None => skipped.push((item, "already gone".into())),
-            Some((m, _)) if !m.file_type().is_file() => {
-                skipped.push((item, "no longer a regular file".into()))
+            Some((m, _)) if m.file_type().is_dir() != (item.what == STAGE) || m.file_type().is_symlink() => {
+                skipped.push((item, "no longer what it was when found".into()))
             }
             Some((_, t)) if t != item.touched_ns || now - t < min_age_ns => {
                 skipped.push((item, "touched since the scan".into()))
             }
+            Some(_) if item.what == STAGE => match fs::remove_dir_all(&item.path) {
+                Ok(()) => removed.push(item),
+                Err(e) => skipped.push((item, e.to_string())),
+            },
             Some(_) => match fs::remove_file(&item.path) {
                 Ok(()) => removed.push(item),
                 Err(e) => skipped.push((item, e.to_string())),
@@ -175,6 +207,36 @@ mod tests {
         assert_eq!(removed.len(), 1);
         assert_eq!(skipped.len(), 1);
         assert!(p.exists());
+    }
+
+    #[test]
+    fn orphaned_staging_dirs_go_but_live_ones_stay() {
+        let d = tempfile::tempdir().unwrap();
+        let tmp = d.path().join("tmp");
+        // pid 999999999 is above any pid_max: its process is dead.
+        let dead = tmp.join("999999999-22-0.stage.tmp");
+        let live = tmp.join(format!("{}-22-1.stage.tmp", std::process::id()));
+        let not_stage = tmp.join("999999999-22-2.pack.tmp");
+        for dir in [&dead, &live, &not_stage] {
+            fs::create_dir_all(dir).unwrap();
+            fs::write(dir.join("0"), b"staged copy").unwrap();
+        }
+        let outside = d.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("keep"), b"x").unwrap();
+        std::os::unix::fs::symlink(&outside, dead.join("1")).unwrap();
+        let later = fsutil::now_ns() + 2 * HOUR;
+        let items = find_at(d.path(), HOUR, later).unwrap();
+        assert_eq!(items.len(), 1, "{items:?}");
+        assert_eq!((items[0].path.clone(), items[0].size), (dead.clone(), 11));
+        let (removed, skipped) = remove_at(items, HOUR, later);
+        assert_eq!((removed.len(), skipped.len()), (1, 0));
+        assert!(!dead.exists());
+        assert!(live.join("0").exists() && not_stage.join("0").exists());
+        assert!(
+            outside.join("keep").exists(),
+            "a symlink inside is removed, never followed"
+        );
     }
 
     #[test]

@@ -67,13 +67,20 @@ pub fn ensure_dir(path: &Path) -> Result<()> {
 }
 
 /// Writes a file entry at `path`; returns the stat of the written file.
+/// `held` is a cloned copy of the content (see `reuse`) to rename into
+/// place instead of decompressing; if that fails, the content is written
+/// from the store.
 pub fn write_file(
     store: &Store,
     path: &Path,
     e: &Entry,
     chunks: &[ObjectId],
     atomic: bool,
+    held: Option<&Path>,
 ) -> Result<FileStat> {
+    if let Some(stat) = held.and_then(|h| place_held(h, path, e).ok()) {
+        return Ok(stat);
+    }
     let dest = if atomic {
         temp_sibling(path)
     } else {
@@ -102,6 +109,31 @@ pub fn write_file(
     drop(f);
     replace_with(&dest, path)?;
     // rename(2) updates the ctime: stat the file where it now lives.
+    Ok(FileStat::of(&fs::symlink_metadata(path).at(path)?))
+}
+
+/// Gives a held copy the entry's mode and mtime and renames it to `path`
+/// (one atomic step, like the temp sibling of an atomic write).
+fn place_held(held: &Path, path: &Path, e: &Entry) -> Result<FileStat> {
+    let f = File::options()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(held)
+        .at(held)?;
+    let len = f.metadata().at(held)?.len();
+    if len != e.size {
+        return Err(Error::corrupt(
+            held,
+            "held copy",
+            format!("{len} bytes, expected {}", e.size),
+        ));
+    }
+    f.set_permissions(fs::Permissions::from_mode(e.mode & MODE_MASK))
+        .at(held)?;
+    f.set_times(FileTimes::new().set_modified(to_system_time(e.mtime_ns)))
+        .at(held)?;
+    drop(f);
+    replace_with(held, path)?;
     Ok(FileStat::of(&fs::symlink_metadata(path).at(path)?))
 }
 

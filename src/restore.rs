@@ -19,17 +19,31 @@ use crate::fsutil;
 use crate::id::ObjectId;
 use crate::materialize;
 use crate::progress::Progress;
+use crate::reuse::{self, CloneStats};
 use crate::snapshot::Snapshot;
 use crate::statcache::CachedFile;
 use crate::store::Store;
 use crate::tree::{Content, Entry};
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct RestoreOptions {
     /// Restore into a non-empty directory, replacing what is in the way.
     pub force: bool,
     /// Restore only this path (relative, `/`-separated) of the snapshot.
     pub subpath: Option<Vec<u8>>,
+    /// Clone content already on the target filesystem (`--no-clone` turns
+    /// it off).
+    pub clone: bool,
+}
+
+impl Default for RestoreOptions {
+    fn default() -> Self {
+        RestoreOptions {
+            force: false,
+            subpath: None,
+            clone: true,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -38,6 +52,8 @@ pub struct RestoreReport {
     pub dirs: u64,
     pub symlinks: u64,
     pub bytes: u64,
+    /// Files cloned from content already on the filesystem.
+    pub clones: CloneStats,
 }
 
 struct FileJob {
@@ -77,12 +93,15 @@ pub fn restore(
         materialize::ensure_dir(path)?;
     }
     let bytes: u64 = plan.files.iter().map(|j| j.entry.size).sum();
+    let holding = hold(store, snap, &target, &plan, opts.clone)?;
     progress.start("restoring", bytes);
     let cached: Vec<(Vec<u8>, CachedFile)> = plan
         .files
         .par_iter()
-        .map(|job| {
-            let stat = materialize::write_file(store, &job.path, &job.entry, &job.chunks, false)?;
+        .enumerate()
+        .map(|(k, job)| {
+            let held = holding.get(k);
+            let stat = materialize::write_file(store, &job.path, &job.entry, &job.chunks, false, held)?;
             progress.inc(job.entry.size);
             Ok((
                 job.rel.clone(),
@@ -100,6 +119,8 @@ pub fn restore(
         materialize::set_dir_meta(path, e)?;
     }
     progress.finish();
+    let clones = holding.stats.clone();
+    drop(holding);
     // A restored tree is a workspace the stat cache already knows, so the
     // next snapshot of it reads nothing.
     if opts.subpath.is_none() {
@@ -110,7 +131,21 @@ pub fn restore(
         dirs: plan.dirs.len() as u64,
         symlinks: plan.links.len() as u64,
         bytes,
+        clones,
     })
+}
+
+/// Clones of the files whose content is already on disk: in the snapshot's
+/// workspace or in the target itself (per their stat caches).
+fn hold(store: &Store, snap: &Snapshot, target: &Path, plan: &Plan, enabled: bool) -> Result<reuse::Holding> {
+    let wanted: Vec<&[ObjectId]> = plan.files.iter().map(|j| j.chunks.as_slice()).collect();
+    // A snapshot that has the holding dir's name itself gets no clones.
+    let top = |p: &Path| p.parent() == Some(target) && p.ends_with(reuse::HOLD_DIR);
+    let clash = plan.dirs.iter().any(|(p, _, _)| top(p))
+        || plan.files.iter().any(|j| top(&j.path))
+        || plan.links.iter().any(|(p, _)| top(p));
+    let ws = snap.workspace_path();
+    reuse::hold_for(store, target, &[&ws, target], &wanted, enabled && !clash)
 }
 
 fn prepare_target(target: &Path, force: bool) -> Result<()> {

@@ -20,13 +20,14 @@ use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::materialize;
 use crate::progress::Progress;
+use crate::reuse::{self, CloneStats};
 use crate::snapshot::Trigger;
 use crate::statcache::{CachedFile, StatCache};
 use crate::store::{SnapshotRecord, Store};
 use crate::tree::{Content, Entry};
 use crate::walk::WalkOptions;
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct RollbackOptions {
     pub walk: WalkOptions,
     pub dry_run: bool,
@@ -34,6 +35,21 @@ pub struct RollbackOptions {
     pub force: bool,
     /// Roll back only these paths (empty: everything).
     pub paths: Vec<Vec<u8>>,
+    /// Clone content the workspace already holds under another path
+    /// instead of decompressing it (`--no-clone` turns it off).
+    pub clone: bool,
+}
+
+impl Default for RollbackOptions {
+    fn default() -> Self {
+        RollbackOptions {
+            walk: WalkOptions::default(),
+            dry_run: false,
+            force: false,
+            paths: Vec::new(),
+            clone: true,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -45,6 +61,8 @@ pub struct RollbackReport {
     pub written: u64,
     pub deleted: u64,
     pub warnings: Vec<String>,
+    /// Files cloned from content the workspace already held.
+    pub clones: CloneStats,
 }
 
 /// What a rollback will do: computed (after the safety snapshot) before
@@ -53,6 +71,7 @@ pub struct Plan<'a> {
     ws: PathBuf,
     target: ObjectId,
     trees: Trees<'a>,
+    clone: bool,
     pub report: RollbackReport,
 }
 
@@ -103,6 +122,7 @@ pub fn plan<'a>(
         ws,
         target: target.snap.root,
         trees,
+        clone: opts.clone,
         report,
     })
 }
@@ -110,8 +130,9 @@ pub fn plan<'a>(
 /// Carries out a plan made without `dry_run`.
 pub fn apply(store: &Store, mut plan: Plan) -> Result<RollbackReport> {
     let _lock = store.lock_shared()?;
-    apply_changes(store, &plan.trees, &plan.ws, &plan.target, &mut plan.report)?;
-    Ok(plan.report)
+    let mut report = std::mem::take(&mut plan.report);
+    apply_changes(store, &plan, &mut report)?;
+    Ok(report)
 }
 
 /// One filesystem step of the plan.
@@ -151,6 +172,20 @@ fn steps(changes: &[Change]) -> (Vec<Step<'_>>, Vec<Step<'_>>) {
     (removes, writes)
 }
 
+/// The chunks a step writes, for a file write.
+fn file_chunks<'c>(s: &Step<'c>) -> Option<&'c [ObjectId]> {
+    match s {
+        Step::Write(
+            _,
+            Entry {
+                content: Content::File(chunks),
+                ..
+            },
+        ) => Some(chunks),
+        _ => None,
+    }
+}
+
 fn same_bytes(a: &Entry, b: &Entry) -> bool {
     matches!((&a.content, &b.content), (Content::File(x), Content::File(y)) if x == y)
 }
@@ -166,17 +201,19 @@ fn parents(rel: &[u8]) -> impl Iterator<Item = &[u8]> {
         .map(move |(i, _)| &rel[..i])
 }
 
-fn apply_changes(
-    store: &Store,
-    trees: &Trees,
-    ws: &Path,
-    root: &ObjectId,
-    report: &mut RollbackReport,
-) -> Result<()> {
+fn apply_changes(store: &Store, plan: &Plan, report: &mut RollbackReport) -> Result<()> {
+    let (trees, ws, root) = (&plan.trees, plan.ws.as_path(), &plan.target);
     let changes = std::mem::take(&mut report.changes);
     let (removes, writes) = steps(&changes);
     let cache_path = StatCache::path_for(store.root(), ws);
     let mut cache = StatCache::load(&cache_path).unwrap_or_default();
+    // Content the workspace holds under other paths is cloned aside before
+    // the first change: a rename or a swap deletes or overwrites its donor.
+    let wanted: Vec<&[ObjectId]> = writes
+        .iter()
+        .map(|s| file_chunks(s).unwrap_or_default())
+        .collect();
+    let holding = reuse::hold_for(store, ws, &[ws], &wanted, plan.clone)?;
     let mut touched_dirs: BTreeSet<Vec<u8>> = BTreeSet::new();
     for step in &removes {
         match step {
@@ -194,7 +231,7 @@ fn apply_changes(
             _ => {}
         }
     }
-    for step in &writes {
+    for (k, step) in writes.iter().enumerate() {
         let rel = match step {
             Step::Write(p, _) | Step::MakeDir(p) | Step::Chmod(p, _) => *p,
             _ => continue,
@@ -217,7 +254,7 @@ fn apply_changes(
             }
             Step::Write(_, e) => match &e.content {
                 Content::File(chunks) => {
-                    let stat = materialize::write_file(store, &path, e, chunks, true)?;
+                    let stat = materialize::write_file(store, &path, e, chunks, true, holding.get(k))?;
                     update_cache(&mut cache, rel, e, stat);
                 }
                 Content::Symlink(_) => materialize::write_symlink(&path, e, true)?,
@@ -228,6 +265,8 @@ fn apply_changes(
         report.written += 1;
         crate::fsutil::failpoint("rollback-step");
     }
+    report.clones = holding.stats.clone();
+    drop(holding);
     remove_vanished_dirs(trees, root, ws, &mut touched_dirs, report)?;
     restore_dir_meta(trees, root, ws, &touched_dirs)?;
     let entries = cache.entries.into_iter().collect();

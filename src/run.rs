@@ -6,7 +6,9 @@
 //!
 //! Invariants: CMD is never blocked by moat (events flow through a bounded
 //! channel; snapshots run on their own thread); the pre-run snapshot is
-//! complete before CMD starts; snapshots of one trigger are at most one per
+//! staged before CMD starts (every file it needs is cloned or read, so it
+//! is the workspace before CMD) and ingested in the background while CMD
+//! already works, before any later snapshot; snapshots of one trigger are at most one per
 //! 2 s; automatic snapshots obey the growth guard; moat returns CMD's exit
 //! code. A run is recorded under `$MOAT_HOME/runs/<id>/` (`run.json`,
 //! `exec.jsonl`).
@@ -55,6 +57,8 @@ pub struct RunOptions {
     pub program: std::ffi::OsString,
     pub args: Vec<std::ffi::OsString>,
     pub runs_dir: PathBuf,
+    /// Stage snapshots by cloning (see `capture`).
+    pub clone: bool,
 }
 
 /// The log line sink (the CLI prints to stderr).
@@ -104,11 +108,13 @@ pub fn run(store: &Store, opts: RunOptions, log: Log, child_pid: &AtomicI32) -> 
         cfg: opts.config.clone(),
         run_id: id.clone(),
         info: info.clone(),
+        clone: opts.clone,
+        pool: background_pool(),
     };
     let cfg = &opts.config;
-    if !cfg.snapshots.disabled && !cfg.snapshots.triggers.disable_pre_run {
-        snapper.take(Trigger::PreRun, log);
-    }
+    let pre_run = (!cfg.snapshots.disabled && !cfg.snapshots.triggers.disable_pre_run)
+        .then(|| snapper.stage(Trigger::PreRun, log))
+        .flatten();
     let env = vec![("MOAT_RUN_ID".into(), id.clone().into())];
     let launch = Launch {
         program: opts.program,
@@ -120,7 +126,12 @@ pub fn run(store: &Store, opts: RunOptions, log: Log, child_pid: &AtomicI32) -> 
     let (req_tx, req_rx) = mpsc::channel::<Trigger>();
     let exec_log = File::create(dir.join("exec.jsonl")).at(dir.join("exec.jsonl"))?;
     let code = std::thread::scope(|s| -> Result<i32> {
-        let worker = s.spawn(|| snapper.serve(req_rx, log));
+        let worker = s.spawn(|| {
+            if let Some(staged) = pre_run {
+                snapper.ingest(Trigger::PreRun, staged, log);
+            }
+            snapper.serve(req_rx, log)
+        });
         let triggers = req_tx.clone();
         let consumer = s.spawn(move || consume(events, exec_log, cfg, &triggers));
         let traced = s.spawn(|| {
@@ -177,6 +188,26 @@ pub fn run(store: &Store, opts: RunOptions, log: Log, child_pid: &AtomicI32) -> 
     Ok(code)
 }
 
+/// A thread pool whose threads run at a low priority (nice 10): on two
+/// cores, full-priority ingestion visibly delays the command it snapshots.
+fn background_pool() -> Option<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("moat-ingest-{i}"))
+        .start_handler(|_| lower_thread_priority())
+        .build()
+        .ok()
+}
+
+/// Linux nice values are per thread; elsewhere this would renice the whole
+/// process, so it is left alone.
+fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PRIO_PROCESS with who = 0 is the calling thread on Linux.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -206,9 +237,12 @@ struct Snapper<'a> {
     cfg: WorkspaceConfig,
     run_id: String,
     info: Arc<Mutex<RunInfo>>,
+    clone: bool,
+    /// Low-priority threads for background snapshot work.
+    pool: Option<rayon::ThreadPool>,
 }
 
-impl Snapper<'_> {
+impl<'a> Snapper<'a> {
     fn serve(&self, requests: Receiver<Trigger>, log: Log) {
         let mut last: Vec<(Trigger, Instant)> = Vec::new();
         for trigger in requests {
@@ -229,6 +263,24 @@ impl Snapper<'_> {
     }
 
     fn take(&self, trigger: Trigger, log: Log) {
+        self.in_background(|| {
+            if let Some(staged) = self.stage(trigger, log) {
+                self.ingest(trigger, staged, log);
+            }
+        })
+    }
+
+    /// Runs `f` with its parallel work on the low-priority pool, so CMD
+    /// keeps the CPU while moat ingests.
+    fn in_background(&self, f: impl FnOnce() + Send) {
+        match &self.pool {
+            Some(p) => p.install(f),
+            None => f(),
+        }
+    }
+
+    /// The first phase of a snapshot: after it, the workspace may change.
+    fn stage(&self, trigger: Trigger, log: Log) -> Option<capture::Staged<'a>> {
         let s = &self.cfg.snapshots;
         let opts = CaptureOptions {
             walk: self.cfg.walk_options(WalkOptions::default()),
@@ -240,9 +292,42 @@ impl Snapper<'_> {
                 max_new_files: s.max_new_files,
                 enforce: true,
             }),
+            clone: self.clone,
             ..CaptureOptions::default()
         };
-        match capture::capture(self.store, &self.ws, &opts, &NoProgress) {
+        match capture::stage(self.store, &self.ws, &opts, &NoProgress) {
+            Ok(staged) => {
+                let st = staged.staging();
+                if st.memory_files + st.cloned_files + st.direct_files > 0 {
+                    log(&format!(
+                        "{} snapshot staged in {:.1} ms: {} files in memory, {} cloned, {} read directly{}",
+                        trigger.name(),
+                        st.stage_ns as f64 / 1e6,
+                        st.memory_files,
+                        st.cloned_files,
+                        st.direct_files,
+                        st.fallback
+                            .as_ref()
+                            .map(|w| format!(" ({w})"))
+                            .unwrap_or_default()
+                    ));
+                }
+                Some(staged)
+            }
+            Err(e) => {
+                log(&format!("warning: {} snapshot not taken: {e}", trigger.name()));
+                None
+            }
+        }
+    }
+
+    /// The second phase: ingest what was staged and commit the snapshot.
+    fn ingest(&self, trigger: Trigger, staged: capture::Staged, log: Log) {
+        let res = match &self.pool {
+            Some(p) => p.install(|| staged.ingest(&NoProgress)),
+            None => staged.ingest(&NoProgress),
+        };
+        match res {
             Ok(r) => {
                 for w in &r.warnings {
                     log(&format!("warning: {w}"));

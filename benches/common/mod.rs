@@ -240,3 +240,26 @@ pub fn source_text(max_bytes: usize) -> (Vec<u8>, String) {
         "generated text (no cargo registry)".into(),
     )
 }
+
+/// Runs `moat --store STORE --quiet ARGS...`, panicking with its stderr on
+/// failure; returns the last line of its stdout (an id, for `snapshot`).
+pub fn moat(store: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_moat"))
+        .arg("--store")
+        .arg(store)
+        .arg("--quiet")
+        .args(args)
+        .output()
+        .expect("run moat");
+    assert!(
+        out.status.success(),
+        "moat {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string()
+}

@@ -54,6 +54,38 @@ pub fn mode(kind: &str, mode: u32) -> String {
     s
 }
 
+/// How a snapshot read its files, for `--verbose`.
+pub fn staging(s: &moat::capture::StagingReport) -> String {
+    let mut line = format!(
+        "staging took {:.1} ms: {} files ({}) read into memory, {} ({}) cloned with {}, {} read directly",
+        s.stage_ns as f64 / 1e6,
+        s.memory_files,
+        bytes(s.memory_bytes),
+        s.cloned_files,
+        bytes(s.cloned_bytes),
+        s.cloner,
+        s.direct_files
+    );
+    if let Some(why) = &s.fallback {
+        line.push_str(&format!(" ({why})"));
+    }
+    line
+}
+
+/// How a restore or rollback wrote its files, for `--verbose`.
+pub fn clones(c: &moat::reuse::CloneStats, files: u64) -> String {
+    let mut line = format!(
+        "clones: {} of {files} files ({}) cloned with {} from content already on disk; the rest decompressed",
+        c.cloned_files,
+        bytes(c.cloned_bytes),
+        c.cloner
+    );
+    if let Some(why) = &c.fallback {
+        line.push_str(&format!(" ({why})"));
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -31,6 +31,9 @@ pub struct Cli {
     /// No progress bars or informational messages
     #[arg(long, short, global = true)]
     quiet: bool,
+    /// Say how the work was done (staging, clones, fallbacks)
+    #[arg(long, short, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -71,6 +74,7 @@ enum Cmd {
 pub struct Ctx {
     pub store_path: PathBuf,
     pub quiet: bool,
+    pub verbose: bool,
 }
 
 impl Ctx {
@@ -93,6 +97,7 @@ pub fn run() -> i32 {
     let ctx = Ctx {
         store_path,
         quiet: cli.quiet,
+        verbose: cli.verbose,
     };
     let res = match cli.cmd {
         Cmd::Snapshot(a) => snapshot::run(&ctx, a),

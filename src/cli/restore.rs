@@ -22,6 +22,9 @@ pub struct RestoreArgs {
     /// Restore into a non-empty directory, replacing entries in the way
     #[arg(long)]
     force: bool,
+    /// Decompress every file, even content already on this filesystem
+    #[arg(long)]
+    no_clone: bool,
 }
 
 pub fn run(ctx: &Ctx, a: RestoreArgs) -> moat::Result<i32> {
@@ -33,9 +36,13 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> moat::Result<i32> {
     let opts = RestoreOptions {
         force: a.force,
         subpath: a.path.map(|p| p.as_os_str().as_bytes().to_vec()),
+        clone: !a.no_clone,
     };
     let progress = bar::progress(ctx.quiet);
     let rep = restore::restore(&store, &r.snap, &a.to, &opts, progress.as_ref())?;
+    if ctx.verbose {
+        eprintln!("moat: {}", fmt::clones(&rep.clones, rep.files));
+    }
     if !ctx.quiet {
         println!(
             "restored snapshot {} to {}: {} files, {} dirs, {} symlinks, {}",

@@ -21,6 +21,9 @@ pub struct RollbackArgs {
     /// Allow a snapshot taken of another workspace
     #[arg(long)]
     force: bool,
+    /// Decompress every file, even content the workspace already holds
+    #[arg(long)]
+    no_clone: bool,
     /// Only these paths
     #[arg(last = true, value_name = "PATH")]
     paths: Vec<PathBuf>,
@@ -40,6 +43,7 @@ pub fn run(ctx: &Ctx, a: RollbackArgs) -> moat::Result<i32> {
             .iter()
             .map(|p| p.as_os_str().as_bytes().to_vec())
             .collect(),
+        clone: !a.no_clone,
     };
     let progress = bar::progress(ctx.quiet);
     let plan = rollback::plan(&store, &target, &ws, &opts, progress.as_ref())?;
@@ -62,6 +66,11 @@ pub fn run(ctx: &Ctx, a: RollbackArgs) -> moat::Result<i32> {
     let rep = rollback::apply(&store, plan)?;
     for w in &rep.warnings[warned..] {
         eprintln!("moat: warning: {w}");
+    }
+    if ctx.verbose {
+        let is_file = |c: &&moat::diff::Change| matches!(&c.new, Some(e) if matches!(e.content, moat::tree::Content::File(_)));
+        let files = rep.changes.iter().filter(is_file).count() as u64;
+        eprintln!("moat: {}", super::fmt::clones(&rep.clones, files));
     }
     if !ctx.quiet {
         println!(

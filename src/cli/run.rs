@@ -19,6 +19,10 @@ pub struct RunArgs {
     /// Configuration file [default: moat.yaml or agent.yaml in the workspace]
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Snapshots read changed files directly instead of cloning them first
+    /// (then the command waits for the whole pre-run snapshot)
+    #[arg(long)]
+    no_clone: bool,
     /// The command and its arguments
     #[arg(last = true, required = true, value_name = "CMD")]
     cmd: Vec<OsString>,
@@ -108,6 +112,7 @@ pub fn run_run(ctx: &Ctx, a: RunArgs) -> moat::Result<i32> {
         program,
         args: cmd.collect(),
         runs_dir: moat_home()?.join("runs"),
+        clone: !a.no_clone,
     };
     run::run(&store, opts, &log, &CHILD)
 }

@@ -34,6 +34,9 @@ pub struct SnapshotArgs {
     /// zstd level for new data (1-22; the store's default is 3)
     #[arg(long, value_name = "N", value_parser = parse_level)]
     zstd_level: Option<i32>,
+    /// Read changed files directly instead of cloning them into staging first
+    #[arg(long)]
+    no_clone: bool,
 }
 
 pub fn run(ctx: &Ctx, a: SnapshotArgs) -> moat::Result<i32> {
@@ -57,12 +60,16 @@ pub fn run(ctx: &Ctx, a: SnapshotArgs) -> moat::Result<i32> {
         allow_empty: a.allow_empty,
         pin: a.keep,
         zstd_level: a.zstd_level,
+        clone: !a.no_clone,
         ..CaptureOptions::default()
     };
     let progress = bar::progress(ctx.quiet || a.json);
     let report = capture::capture(&store, &ws, &opts, progress.as_ref())?;
     for w in &report.warnings {
         eprintln!("moat: warning: {w}");
+    }
+    if ctx.verbose {
+        eprintln!("moat: {}", fmt::staging(&report.staging));
     }
 
     let s = &report.snapshot.stats;
@@ -74,6 +81,17 @@ pub fn run(ctx: &Ctx, a: SnapshotArgs) -> moat::Result<i32> {
         let mut v = inspect::snapshot_json(id, &report.snapshot);
         v["unchanged"] = unchanged.into();
         v["warnings"] = report.warnings.clone().into();
+        let st = &report.staging;
+        v["staging"] = serde_json::json!({
+            "cloner": st.cloner,
+            "cloned_files": st.cloned_files,
+            "cloned_bytes": st.cloned_bytes,
+            "memory_files": st.memory_files,
+            "memory_bytes": st.memory_bytes,
+            "direct_files": st.direct_files,
+            "fallback": st.fallback,
+            "stage_ns": st.stage_ns,
+        });
         println!("{v}");
         return Ok(0);
     }

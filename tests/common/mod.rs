@@ -2,6 +2,8 @@
 //! temp store, build trees, compare trees byte for byte.
 #![allow(dead_code)]
 
+pub mod reflink;
+
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -16,6 +18,13 @@ impl Env {
     pub fn new() -> Self {
         Env {
             dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    /// An environment (store and all) inside `base`.
+    pub fn new_in(base: &Path) -> Self {
+        Env {
+            dir: tempfile::tempdir_in(base).expect("tempdir"),
         }
     }
 

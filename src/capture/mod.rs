@@ -1,0 +1,464 @@
+//! `moat snapshot`: walk a workspace, store what changed, commit a snapshot.
+//!
+//! Two phases. `stage` walks the workspace, checks the stat cache
+//! (unchanged files are never opened), and then either clones every file
+//! that must be read into a private staging dir (`stage.rs`, on
+//! copy-on-write filesystems) or reads it directly (`read.rs`). `ingest`
+//! then chunks, hashes and compresses the staged copies, builds the trees
+//! bottom-up (`assemble.rs`; an unchanged directory hashes to its old id and
+//! is not written again) and publishes packs, index, snapshot and stat
+//! cache, in that order. `capture` runs both back to back; `moat run` runs
+//! `ingest` in the background while its command already works.
+//!
+//! Invariants: after `stage` returns, the workspace is never read again, so
+//! the snapshot is the workspace as of staging. A file is stored only if
+//! its stat before and after reading (or cloning) agree, so a file written
+//! meanwhile is re-read, never stored torn.
+
+mod assemble;
+mod guard;
+mod read;
+mod stage;
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+pub use guard::Guard;
+pub use stage::StagingReport;
+
+use crate::chunker::ChunkParams;
+use crate::clone::{self, Cloner};
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil;
+use crate::id::ObjectId;
+use crate::progress::Progress;
+use crate::snapshot::{Snapshot, Stats, Trigger};
+use crate::statcache::{CachedFile, FileStat, StatCache};
+use crate::store::Store;
+use crate::walk::{self, Node, NodeKind, WalkOptions};
+use crate::writer::ObjectWriter;
+use read::FileResult;
+use stage::StageDir;
+
+#[derive(Clone, Debug)]
+pub struct CaptureOptions {
+    pub walk: WalkOptions,
+    pub trigger: Trigger,
+    pub message: String,
+    pub allow_empty: bool,
+    pub run_id: Option<String>,
+    /// Pin the snapshot (or, when unchanged, its parent) against retention.
+    pub pin: bool,
+    /// Growth guard: refuse (or warn about) a snapshot that adds too much.
+    pub guard: Option<Guard>,
+    /// zstd level for this snapshot's new objects [default: the store's].
+    pub zstd_level: Option<i32>,
+    /// Stage files by cloning them when the filesystem can (`--no-clone`
+    /// turns it off).
+    pub clone: bool,
+}
+
+impl Default for CaptureOptions {
+    fn default() -> Self {
+        CaptureOptions {
+            walk: WalkOptions::default(),
+            trigger: Trigger::Manual,
+            message: String::new(),
+            allow_empty: false,
+            run_id: None,
+            pin: false,
+            guard: None,
+            zstd_level: None,
+            clone: true,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Written(ObjectId),
+    /// The tree equals the parent's; no snapshot was written.
+    Unchanged(ObjectId),
+}
+
+#[derive(Debug)]
+pub struct CaptureReport {
+    pub outcome: Outcome,
+    pub snapshot: Snapshot,
+    pub warnings: Vec<String>,
+    /// How the files that had to be read got read (cloned or directly).
+    pub staging: StagingReport,
+}
+
+/// Canonical absolute path of a workspace directory.
+pub fn workspace_root(path: &Path) -> Result<PathBuf> {
+    let p = std::fs::canonicalize(path).at(path)?;
+    if !p.is_dir() {
+        return Err(Error::NotADirectory(p));
+    }
+    Ok(p)
+}
+
+/// The result of walking a workspace and hashing what changed.
+pub struct Scan {
+    pub ws: PathBuf,
+    pub start_ns: i64,
+    pub root: ObjectId,
+    /// The stat cache entries describing the workspace as scanned.
+    pub cache_entries: Vec<(Vec<u8>, CachedFile)>,
+    /// The stat cache on disk already describes this scan.
+    pub cache_unchanged: bool,
+    pub stats: Stats,
+    pub warnings: Vec<String>,
+    pub staging: StagingReport,
+}
+
+/// A scan between its phases: every workspace file it needs has been read
+/// or staged; what is left reads only staged copies and the store.
+struct Pending {
+    ws: PathBuf,
+    start_ns: i64,
+    nodes: Vec<Node>,
+    results: Vec<Option<FileResult>>,
+    /// (node index, staged copy, the workspace file's stat when copied).
+    staged: Vec<(usize, stage::Copy, FileStat)>,
+    stage_dir: Option<StageDir>,
+    cache_len: usize,
+    files_read: u64,
+    warnings: Vec<String>,
+    staging: StagingReport,
+}
+
+type Built = (ObjectId, Vec<(Vec<u8>, CachedFile)>, Stats, Vec<String>);
+
+/// Walks `ws` (canonical), then stages or reads every file the stat cache
+/// cannot vouch for.
+fn prepare(
+    store: &Store,
+    ws: &Path,
+    walk_opts: &WalkOptions,
+    guard: Option<&Guard>,
+    cloner: Option<&dyn Cloner>,
+    writer: &ObjectWriter,
+    progress: &dyn Progress,
+) -> Result<Pending> {
+    let started = Instant::now();
+    let start_ns = fsutil::now_ns();
+    let mut warnings = Vec::new();
+    let mut wopts = walk_opts.clone();
+    let runs = crate::store::moat_home().map(|h| h.join("runs"));
+    let own = [Ok(store.root().to_path_buf()), runs];
+    wopts.skip_dirs.extend(
+        own.into_iter()
+            .flatten()
+            .filter_map(|p| std::fs::canonicalize(p).ok()),
+    );
+    progress.start("scanning", 0);
+    // Decoding the cache alongside the walk was measured slower than one
+    // after the other (both allocate heavily, on two cores).
+    let (nodes, walk_warnings) = walk::walk(ws, &wopts)?;
+    let cache = StatCache::load(&StatCache::path_for(store.root(), ws)).unwrap_or_else(|e| {
+        warnings.push(format!(
+            "ignoring unreadable stat cache ({e}); every file will be read"
+        ));
+        StatCache::default()
+    });
+    warnings.extend(walk_warnings);
+    let mut results: Vec<Option<FileResult>> = nodes
+        .par_iter()
+        .map(|n| {
+            let hit = (n.kind == NodeKind::File)
+                .then(|| cache.lookup(&n.rel, &n.stat))
+                .flatten()
+                .filter(|chunks| chunks.iter().all(|c| writer.in_store(c)));
+            hit.map(|c| FileResult::Stored(c.to_vec(), n.stat))
+        })
+        .collect();
+    let to_read: Vec<usize> = (0..nodes.len())
+        .filter(|&i| nodes[i].kind == NodeKind::File && results[i].is_none())
+        .collect();
+    if let Some(g) = guard {
+        warnings.extend(guard::check_growth(g, &nodes, &to_read, &cache)?);
+    }
+    let stage::Staging {
+        dir: stage_dir,
+        copies,
+        report: mut staging,
+    } = stage::stage_files(store, ws, &nodes, &to_read, cloner)?;
+    fsutil::failpoint("after-stage");
+    let mut staged = Vec::new();
+    let mut direct = Vec::new();
+    for (&i, copy) in to_read.iter().zip(copies) {
+        match copy {
+            Some((copy, st)) => staged.push((i, copy, st)),
+            None => direct.push(i),
+        }
+    }
+    progress.start("reading", direct.iter().map(|&i| nodes[i].stat.size).sum());
+    let params = ChunkParams::from_config(&store.config);
+    let read: Vec<(usize, FileResult)> = direct
+        .par_iter()
+        .map(|&i| {
+            let r = read::read_file(&ws.join(OsStr::from_bytes(&nodes[i].rel)), params, writer)?;
+            progress.inc(nodes[i].stat.size);
+            Ok((i, r))
+        })
+        .collect::<Result<_>>()?;
+    for (i, r) in read {
+        results[i] = Some(r);
+    }
+    staging.stage_ns = started.elapsed().as_nanos() as u64;
+    Ok(Pending {
+        ws: ws.to_path_buf(),
+        start_ns,
+        nodes,
+        results,
+        staged,
+        stage_dir,
+        cache_len: cache.entries.len(),
+        files_read: to_read.len() as u64,
+        warnings,
+        staging,
+    })
+}
+
+/// Ingests the staged copies and builds the trees.
+fn finish(store: &Store, mut p: Pending, writer: &ObjectWriter, progress: &dyn Progress) -> Result<Scan> {
+    progress.start("ingesting", p.staged.iter().map(|s| s.2.size).sum());
+    let params = ChunkParams::from_config(&store.config);
+    let read: Vec<(usize, FileResult)> = std::mem::take(&mut p.staged)
+        .into_par_iter()
+        .map(|(i, copy, st)| {
+            let r = read::read_staged(&copy, st, params, writer)?;
+            progress.inc(st.size);
+            Ok((i, r))
+        })
+        .collect::<Result<_>>()?;
+    for (i, r) in read {
+        p.results[i] = Some(r);
+    }
+    drop(p.stage_dir.take());
+    let (root, cache_entries, mut stats, skipped) = assemble::assemble(&p.nodes, p.results, writer)?;
+    stats.files_read = p.files_read;
+    // Every file came from the cache and none disappeared: the cache on disk
+    // already says all this new one would.
+    let cache_unchanged = stats.files_read == 0 && cache_entries.len() == p.cache_len;
+    p.warnings.extend(skipped);
+    stats.new_objects = writer.new_objects.load(Ordering::Relaxed);
+    stats.new_bytes = writer.new_bytes.load(Ordering::Relaxed);
+    Ok(Scan {
+        ws: p.ws,
+        start_ns: p.start_ns,
+        root,
+        cache_entries,
+        cache_unchanged,
+        stats,
+        warnings: p.warnings,
+        staging: p.staging,
+    })
+}
+
+/// Scans a workspace without writing anything to the store. Returns the
+/// scan and the trees the store does not hold yet (encoded), so the
+/// workspace can be compared with snapshots.
+pub fn scan_dry(
+    store: &Store,
+    workspace: &Path,
+    walk_opts: &WalkOptions,
+    progress: &dyn Progress,
+) -> Result<(Scan, HashMap<ObjectId, Vec<u8>>)> {
+    let ws = workspace_root(workspace)?;
+    let writer = ObjectWriter::dry(store)?;
+    let pending = prepare(store, &ws, walk_opts, None, None, &writer, progress)?;
+    let scan = finish(store, pending, &writer, progress)?;
+    Ok((scan, writer.finish_dry()))
+}
+
+/// Replaces the workspace's stat cache (best effort: it is only a cache).
+pub fn save_cache(
+    store: &Store,
+    ws: &Path,
+    taken_ns: i64,
+    entries: Vec<(Vec<u8>, CachedFile)>,
+) -> Result<()> {
+    let bytes = StatCache::encode(ws.as_os_str().as_bytes(), taken_ns, entries);
+    fsutil::atomic_write(
+        &store.tmp_dir(),
+        &StatCache::path_for(store.root(), ws),
+        &bytes,
+        false,
+    )
+}
+
+/// Takes a snapshot: `stage` then `ingest`.
+pub fn capture(
+    store: &Store,
+    workspace: &Path,
+    opts: &CaptureOptions,
+    progress: &dyn Progress,
+) -> Result<CaptureReport> {
+    stage(store, workspace, opts, progress)?.ingest(progress)
+}
+
+/// A capture whose workspace reads are done. Holds the store's shared lock
+/// until `ingest` finishes (or it is dropped, which abandons it).
+pub struct Staged<'a> {
+    store: &'a Store,
+    _lock: File,
+    started: Instant,
+    parent: Option<(ObjectId, Snapshot)>,
+    writer: ObjectWriter<'a>,
+    opts: CaptureOptions,
+    pending: Pending,
+}
+
+/// The first phase of a capture: walk, then stage or read every file the
+/// stat cache cannot vouch for. The workspace may change freely afterwards.
+pub fn stage<'a>(
+    store: &'a Store,
+    workspace: &Path,
+    opts: &CaptureOptions,
+    progress: &dyn Progress,
+) -> Result<Staged<'a>> {
+    let started = Instant::now();
+    let ws = workspace_root(workspace)?;
+    let lock = store.lock_shared()?;
+    let parent = latest_of(store, &ws)?;
+    let mut writer = ObjectWriter::new(store)?;
+    if let Some(level) = opts.zstd_level {
+        writer = writer.with_level(level);
+    }
+    let cloner = opts.clone.then(|| clone::cloner(true));
+    match prepare(
+        store,
+        &ws,
+        &opts.walk,
+        opts.guard.as_ref(),
+        cloner,
+        &writer,
+        progress,
+    ) {
+        Ok(pending) => Ok(Staged {
+            store,
+            _lock: lock,
+            started,
+            parent,
+            writer,
+            opts: opts.clone(),
+            pending,
+        }),
+        Err(e) => {
+            writer.abandon();
+            Err(e)
+        }
+    }
+}
+
+impl Staged<'_> {
+    /// What staging did.
+    pub fn staging(&self) -> &StagingReport {
+        &self.pending.staging
+    }
+
+    /// The second phase: ingest the staged copies and commit the snapshot.
+    pub fn ingest(self, progress: &dyn Progress) -> Result<CaptureReport> {
+        let Staged {
+            store,
+            _lock,
+            started,
+            parent,
+            writer,
+            opts,
+            pending,
+        } = self;
+        let scan = match finish(store, pending, &writer, progress) {
+            Ok(s) => s,
+            Err(e) => {
+                writer.abandon();
+                return Err(e);
+            }
+        };
+        writer.finish()?;
+        fsutil::failpoint("before-snapshot");
+        let report = commit(store, &opts, parent, scan, started)?;
+        progress.finish();
+        Ok(report)
+    }
+}
+
+/// Publishes the snapshot (unless unchanged), its pin and the stat cache.
+fn commit(
+    store: &Store,
+    opts: &CaptureOptions,
+    parent: Option<(ObjectId, Snapshot)>,
+    scan: Scan,
+    started: Instant,
+) -> Result<CaptureReport> {
+    let Scan {
+        ws,
+        root,
+        start_ns,
+        cache_entries,
+        cache_unchanged,
+        mut stats,
+        mut warnings,
+        staging,
+    } = scan;
+    stats.duration_ns = started.elapsed().as_nanos() as u64;
+    let snap = Snapshot {
+        root,
+        parent: parent.as_ref().map(|p| p.0),
+        workspace: ws.as_os_str().as_bytes().to_vec(),
+        host: nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        time_ns: start_ns,
+        trigger: opts.trigger,
+        message: opts.message.clone(),
+        git: crate::git::head(&ws),
+        run_id: opts.run_id.clone(),
+        stats,
+    };
+    let outcome = match &parent {
+        Some((pid, p)) if p.root == root && !opts.allow_empty => Outcome::Unchanged(*pid),
+        _ => Outcome::Written(snap.encode().0),
+    };
+    // The pin goes first: once the snapshot is visible, a gc may run, and
+    // it must already see the pin.
+    if opts.pin {
+        let (Outcome::Written(id) | Outcome::Unchanged(id)) = &outcome;
+        store.pin(id)?;
+    }
+    if matches!(outcome, Outcome::Written(_)) {
+        store.write_snapshot(&snap)?;
+    }
+    // The cache goes last: it may only name chunks whose index is published.
+    if cache_unchanged {
+        // Nothing to record.
+    } else if let Err(e) = save_cache(store, &ws, start_ns, cache_entries) {
+        warnings.push(format!("could not save the stat cache: {e}"));
+    }
+    Ok(CaptureReport {
+        outcome,
+        snapshot: snap,
+        warnings,
+        staging,
+    })
+}
+
+/// The newest snapshot of workspace `ws`.
+pub fn latest_of(store: &Store, ws: &Path) -> Result<Option<(ObjectId, Snapshot)>> {
+    let (all, _) = store.list_snapshots()?;
+    Ok(all
+        .into_iter()
+        .rev()
+        .find(|r| r.snap.workspace_path() == ws)
+        .map(|r| (r.id, r.snap)))
+}

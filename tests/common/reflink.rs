@@ -1,0 +1,162 @@
+//! A filesystem with real reflinks for the clone tests: the directory in
+//! `$MOAT_TEST_REFLINK_DIR` if set, else a loop-mounted XFS
+//! (`mkfs.xfs -m reflink=1`) set up once per test process (needs root and
+//! xfsprogs) and detached at exit. When neither is possible the tests that
+//! need it print why, uncaptured, and run only their fallback half.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static FS: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+static MOUNT: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+static N: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh empty directory on a reflink filesystem, or None after printing
+/// (past the test harness's capture) why there is none.
+pub fn dir(test: &str) -> Option<PathBuf> {
+    match FS.get_or_init(setup) {
+        Ok(root) => {
+            let d = root.join(format!(
+                "{}-{test}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::create_dir_all(&d).expect("create test dir on the reflink fs");
+            Some(d)
+        }
+        Err(why) => {
+            let _ = writeln!(std::io::stderr(), "SKIPPED the reflink half of {test}: {why}");
+            None
+        }
+    }
+}
+
+fn setup() -> Result<PathBuf, String> {
+    if let Some(d) = std::env::var_os("MOAT_TEST_REFLINK_DIR").filter(|d| !d.is_empty()) {
+        let d = PathBuf::from(d);
+        probe(&d)?;
+        return Ok(d);
+    }
+    if cfg!(not(target_os = "linux")) {
+        return Err("loop-mounted XFS is Linux only (set MOAT_TEST_REFLINK_DIR to an APFS dir)".into());
+    }
+    if !nix::unistd::geteuid().is_root() {
+        return Err(
+            "not root, so no loop mount (set MOAT_TEST_REFLINK_DIR to a btrfs or reflink XFS dir)".into(),
+        );
+    }
+    let base = std::env::temp_dir().join(format!("moat-xfs-{}", std::process::id()));
+    let (img, mnt) = (base.join("xfs.img"), base.join("mnt"));
+    std::fs::create_dir_all(&mnt).map_err(|e| format!("create {}: {e}", mnt.display()))?;
+    let f = std::fs::File::create(&img).map_err(|e| format!("create {}: {e}", img.display()))?;
+    f.set_len(1 << 30)
+        .map_err(|e| format!("size {}: {e}", img.display()))?;
+    run("mkfs.xfs", &["-q", "-m", "reflink=1", path(&img)])?;
+    run("mount", &["-o", "loop", path(&img), path(&mnt)])?;
+    let _ = MOUNT.set((mnt.clone(), base));
+    #[cfg(target_os = "linux")]
+    // SAFETY: registers a plain extern "C" function.
+    unsafe {
+        libc::atexit(unmount)
+    };
+    probe(&mnt)?;
+    Ok(mnt)
+}
+
+#[cfg(target_os = "linux")]
+extern "C" fn unmount() {
+    if let Some((mnt, base)) = MOUNT.get()
+        && let Ok(c) = std::ffi::CString::new(path(mnt))
+    {
+        // SAFETY: a valid C string; MNT_DETACH never blocks.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        let _ = std::fs::remove_dir_all(base);
+    }
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+fn run(cmd: &str, args: &[&str]) -> Result<(), String> {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{cmd} could not run ({e}); install xfsprogs"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{cmd} {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Proves a clone works in `dir`.
+fn probe(dir: &Path) -> Result<(), String> {
+    let (a, b) = (dir.join(".probe-a"), dir.join(".probe-b"));
+    let _ = std::fs::remove_file(&b);
+    std::fs::write(&a, b"probe").map_err(|e| format!("write in {}: {e}", dir.display()))?;
+    let r = moat::clone::clone_file(&a, &b);
+    let _ = (std::fs::remove_file(&a), std::fs::remove_file(&b));
+    match r {
+        Ok(moat::clone::Outcome::Cloned) => Ok(()),
+        Ok(moat::clone::Outcome::Unsupported(why)) => Err(format!("{} cannot clone: {why}", dir.display())),
+        Err(e) => Err(format!("clone probe in {} failed: {e}", dir.display())),
+    }
+}
+
+/// Whether every extent of `path` is shared with another file (FIEMAP).
+#[cfg(target_os = "linux")]
+pub fn all_extents_shared(path: &Path) -> bool {
+    const FS_IOC_FIEMAP: libc::c_ulong = 0xC020_660B;
+    const FIEMAP_FLAG_SYNC: u32 = 1;
+    const FIEMAP_EXTENT_SHARED: u32 = 0x2000;
+    const MAX: usize = 64;
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Extent {
+        logical: u64,
+        physical: u64,
+        length: u64,
+        reserved64: [u64; 2],
+        flags: u32,
+        reserved: [u32; 3],
+    }
+    #[repr(C)]
+    struct Fiemap {
+        start: u64,
+        length: u64,
+        flags: u32,
+        mapped: u32,
+        count: u32,
+        reserved: u32,
+        extents: [Extent; MAX],
+    }
+    let f = std::fs::File::open(path).expect("open for FIEMAP");
+    let mut m = Fiemap {
+        start: 0,
+        length: u64::MAX,
+        flags: FIEMAP_FLAG_SYNC,
+        mapped: 0,
+        count: MAX as u32,
+        reserved: 0,
+        extents: [Extent::default(); MAX],
+    };
+    use std::os::fd::AsRawFd;
+    // SAFETY: `m` is a correctly laid out fiemap with room for MAX extents.
+    let r = unsafe { libc::ioctl(f.as_raw_fd(), FS_IOC_FIEMAP as _, &mut m) };
+    assert_eq!(
+        r,
+        0,
+        "FIEMAP on {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
+    let n = m.mapped as usize;
+    n > 0 && m.extents[..n].iter().all(|e| e.flags & FIEMAP_EXTENT_SHARED != 0)
+}
