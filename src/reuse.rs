@@ -142,7 +142,8 @@ impl Donors {
     }
 
     /// Clones the first donor still as cached to `dst`. `Ok(Err(why))`:
-    /// cloning is unsupported here; `Ok(Ok(None))`: no donor is unchanged.
+    /// cloning is unsupported or failed here; `Ok(Ok(None))`: no donor is
+    /// unchanged.
     fn clone_one(
         &self,
         donors: &[(PathBuf, FileStat)],
@@ -156,10 +157,13 @@ impl Donors {
             if !same(&src) {
                 continue;
             }
-            match self.cloner.clone_open(&src, dst)? {
-                Outcome::Unsupported(why) => return Ok(Err(why)),
-                Outcome::Cloned if same(&src) => return Ok(Ok(Some(*cached))),
-                Outcome::Cloned => std::fs::remove_file(dst).at(dst)?,
+            // A failed clone (no space, no permission) is not fatal: the
+            // content is decompressed instead, and that reports any real error.
+            match self.cloner.clone_open(&src, dst) {
+                Err(e) => return Ok(Err(format!("could not clone {}: {e}", path.display()))),
+                Ok(Outcome::Unsupported(why)) => return Ok(Err(why)),
+                Ok(Outcome::Cloned) if same(&src) => return Ok(Ok(Some(*cached))),
+                Ok(Outcome::Cloned) => std::fs::remove_file(dst).at(dst)?,
             }
         }
         Ok(Ok(None))
