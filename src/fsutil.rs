@@ -28,6 +28,25 @@ pub fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
+/// The filesystem clock now: the mtime of a file created in `dir`. File
+/// timestamps come from the kernel's coarse clock, which lags the system
+/// clock by up to a tick, so a file written just after `now_ns()` can carry
+/// an earlier mtime. The stat cache's racy rule compares against this
+/// instead: a file written in the same tick as a scan starts counts as
+/// racy. Without a writable `dir`, the last second counts as racy.
+pub fn fs_clock_ns(dir: &Path) -> i64 {
+    use std::os::unix::fs::MetadataExt;
+    let fallback = now_ns() - 1_000_000_000;
+    let Ok((file, path)) = create_temp(dir, "clock") else {
+        return fallback;
+    };
+    let t = file
+        .metadata()
+        .map(|m| m.mtime() * 1_000_000_000 + m.mtime_nsec());
+    let _ = fs::remove_file(&path);
+    t.unwrap_or(fallback)
+}
+
 /// Creates a new temp file in `dir` (exclusive create, never follows links).
 pub fn create_temp(dir: &Path, ext: &str) -> Result<(File, PathBuf)> {
     let path = dir.join(temp_name(ext));

@@ -79,7 +79,7 @@ pub fn restore(
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreReport> {
-    let start_ns = fsutil::now_ns();
+    let start_ns = fsutil::fs_clock_ns(&store.tmp_dir());
     // Readers hold the shared lock too, so gc never deletes under them.
     let _lock = store.lock_shared()?;
     if let Some(p) = &opts.subpath {

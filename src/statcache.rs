@@ -54,7 +54,8 @@ struct CacheFile {
     /// The workspace this cache describes (so `gc` can drop caches of
     /// directories that no longer exist).
     workspace: serde_bytes::ByteBuf,
-    /// Wall-clock time at which the capture that wrote this cache started.
+    /// When the capture that wrote this cache started, by the filesystem
+    /// clock (`fsutil::fs_clock_ns`).
     taken_ns: i64,
     entries: Vec<(serde_bytes::ByteBuf, CachedFile)>,
 }

@@ -110,6 +110,8 @@ pub fn workspace_root(path: &Path) -> Result<PathBuf> {
 pub struct Scan {
     pub ws: PathBuf,
     pub start_ns: i64,
+    /// The filesystem clock at the start (the stat cache's racy line).
+    pub cache_ns: i64,
     pub root: ObjectId,
     /// The stat cache entries describing the workspace as scanned.
     pub cache_entries: Vec<(Vec<u8>, CachedFile)>,
@@ -125,6 +127,7 @@ pub struct Scan {
 struct Pending {
     ws: PathBuf,
     start_ns: i64,
+    cache_ns: i64,
     nodes: Vec<Node>,
     results: Vec<Option<FileResult>>,
     /// (node index, staged copy, the workspace file's stat when copied).
@@ -151,6 +154,7 @@ fn prepare(
 ) -> Result<Pending> {
     let started = Instant::now();
     let start_ns = fsutil::now_ns();
+    let cache_ns = fsutil::fs_clock_ns(&store.tmp_dir());
     let mut warnings = Vec::new();
     let mut wopts = walk_opts.clone();
     let runs = crate::store::moat_home().map(|h| h.join("runs"));
@@ -218,6 +222,7 @@ fn prepare(
     Ok(Pending {
         ws: ws.to_path_buf(),
         start_ns,
+        cache_ns,
         nodes,
         results,
         staged,
@@ -256,6 +261,7 @@ fn finish(store: &Store, mut p: Pending, writer: &ObjectWriter, progress: &dyn P
     Ok(Scan {
         ws: p.ws,
         start_ns: p.start_ns,
+        cache_ns: p.cache_ns,
         root,
         cache_entries,
         cache_unchanged,
@@ -405,6 +411,7 @@ fn commit(
         ws,
         root,
         start_ns,
+        cache_ns,
         cache_entries,
         cache_unchanged,
         mut stats,
@@ -442,7 +449,7 @@ fn commit(
     // The cache goes last: it may only name chunks whose index is published.
     if cache_unchanged {
         // Nothing to record.
-    } else if let Err(e) = save_cache(store, &ws, start_ns, cache_entries) {
+    } else if let Err(e) = save_cache(store, &ws, cache_ns, cache_entries) {
         warnings.push(format!("could not save the stat cache: {e}"));
     }
     Ok(CaptureReport {

@@ -229,7 +229,10 @@ fn clone_one(cloner: &dyn Cloner, src: &Path, dst: &Path) -> One {
             Ok(Outcome::Unsupported(why)) => return One::Unsupported(why),
             Err(e) => return One::Direct(Some(format!("could not stage {}: {e}", src.display()))),
         }
-        if unchanged(&file, &before) {
+        // Equal stats can hide a rewrite within one timestamp tick, but not
+        // a clone of another length: the clone must hold the stat's size.
+        let same_len = std::fs::symlink_metadata(dst).is_ok_and(|m| m.len() == before.size);
+        if same_len && unchanged(&file, &before) {
             return One::Copied(Copy::Cloned(dst.to_path_buf()), before);
         }
         let _ = std::fs::remove_file(dst);
