@@ -1,10 +1,11 @@
 //! `moat snapshot`: walk a workspace, store what changed, commit a snapshot.
 //!
 //! Two phases. `stage` walks the workspace, checks the stat cache
-//! (unchanged files are never opened), and then either clones every file
-//! that must be read into a private staging dir (`stage.rs`, on
-//! copy-on-write filesystems) or reads it directly (`read.rs`). `ingest`
-//! then chunks, hashes and compresses the staged copies, builds the trees
+//! (unchanged files are never opened), and takes a private copy of every
+//! file that must be read (`stage.rs`: small files into memory, larger ones
+//! cloned on copy-on-write filesystems); what it cannot copy it reads and
+//! stores directly (`read.rs`). `ingest` then chunks, hashes and compresses
+//! the copies, builds the trees
 //! bottom-up (`assemble.rs`; an unchanged directory hashes to its old id and
 //! is not written again) and publishes packs, index, snapshot and stat
 //! cache, in that order. `capture` runs both back to back; `moat run` runs
@@ -175,16 +176,7 @@ fn prepare(
         StatCache::default()
     });
     warnings.extend(walk_warnings);
-    let mut results: Vec<Option<FileResult>> = nodes
-        .par_iter()
-        .map(|n| {
-            let hit = (n.kind == NodeKind::File)
-                .then(|| cache.lookup(&n.rel, &n.stat))
-                .flatten()
-                .filter(|chunks| chunks.iter().all(|c| writer.in_store(c)));
-            hit.map(|c| FileResult::Stored(c.to_vec(), n.stat))
-        })
-        .collect();
+    let mut results = cache_hits(&nodes, &cache, writer);
     let to_read: Vec<usize> = (0..nodes.len())
         .filter(|&i| nodes[i].kind == NodeKind::File && results[i].is_none())
         .collect();
@@ -205,17 +197,8 @@ fn prepare(
             None => direct.push(i),
         }
     }
-    progress.start("reading", direct.iter().map(|&i| nodes[i].stat.size).sum());
     let params = ChunkParams::from_config(&store.config);
-    let read: Vec<(usize, FileResult)> = direct
-        .par_iter()
-        .map(|&i| {
-            let r = read::read_file(&ws.join(OsStr::from_bytes(&nodes[i].rel)), params, writer)?;
-            progress.inc(nodes[i].stat.size);
-            Ok((i, r))
-        })
-        .collect::<Result<_>>()?;
-    for (i, r) in read {
+    for (i, r) in read_direct(ws, &nodes, &direct, params, writer, progress)? {
         results[i] = Some(r);
     }
     staging.stage_ns = started.elapsed().as_nanos() as u64;
@@ -232,6 +215,41 @@ fn prepare(
         warnings,
         staging,
     })
+}
+
+/// The stored chunks of every file the stat cache vouches for (and whose
+/// chunks the store still holds); None for everything else.
+fn cache_hits(nodes: &[Node], cache: &StatCache, writer: &ObjectWriter) -> Vec<Option<FileResult>> {
+    nodes
+        .par_iter()
+        .map(|n| {
+            let hit = (n.kind == NodeKind::File)
+                .then(|| cache.lookup(&n.rel, &n.stat))
+                .flatten()
+                .filter(|chunks| chunks.iter().all(|c| writer.in_store(c)));
+            hit.map(|c| FileResult::Stored(c.to_vec(), n.stat))
+        })
+        .collect()
+}
+
+/// Reads and stores the files `direct` straight from the workspace.
+fn read_direct(
+    ws: &Path,
+    nodes: &[Node],
+    direct: &[usize],
+    params: ChunkParams,
+    writer: &ObjectWriter,
+    progress: &dyn Progress,
+) -> Result<Vec<(usize, FileResult)>> {
+    progress.start("reading", direct.iter().map(|&i| nodes[i].stat.size).sum());
+    direct
+        .par_iter()
+        .map(|&i| {
+            let r = read::read_file(&ws.join(OsStr::from_bytes(&nodes[i].rel)), params, writer)?;
+            progress.inc(nodes[i].stat.size);
+            Ok((i, r))
+        })
+        .collect()
 }
 
 /// Ingests the staged copies and builds the trees.
