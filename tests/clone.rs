@@ -456,3 +456,40 @@ fn snapshots_under_concurrent_rewrites_hold_only_real_states() {
         }
     }
 }
+
+#[test]
+fn restore_and_rollback_say_how_they_wrote_files() {
+    for b in bases("cli_clones") {
+        let env = Env::new_in(&b.path);
+        let ws = workspace(env.dir.path(), 3);
+        let s1 = env.snapshot(&ws);
+        fs::rename(ws.join("big"), ws.join("big2")).unwrap();
+        env.snapshot(&ws);
+        let verbose = |args: &[&str]| {
+            let out = env.cmd().arg("-v").args(args).output().unwrap();
+            assert!(out.status.success(), "{}", common::show(&out));
+            String::from_utf8_lossy(&out.stderr).into_owned()
+        };
+        // Every file of s1 is in the workspace, one under a new name.
+        let n = if b.clones { 4 } else { 0 };
+        let out = env.path("out");
+        let err = verbose(&["restore", &s1, "--to", out.to_str().unwrap()]);
+        assert!(err.contains(&format!("clones: {n} of 4 files")), "{err}");
+        let err = verbose(&[
+            "restore",
+            &s1,
+            "--no-clone",
+            "--to",
+            env.path("plain").to_str().unwrap(),
+        ]);
+        assert!(
+            err.contains("clones: 0 of 4 files (0 B) cloned with none"),
+            "{err}"
+        );
+        common::assert_same_tree(&out, &env.path("plain"));
+        let n = if b.clones { 1 } else { 0 };
+        let err = verbose(&["rollback", &s1, ws.to_str().unwrap()]);
+        assert!(err.contains(&format!("clones: {n} of 1 files")), "{err}");
+        common::assert_same_tree(&ws, &env.path("plain"));
+    }
+}
