@@ -65,6 +65,7 @@ fn workspace(root: &Path, n: usize) -> PathBuf {
         );
     }
     write(&ws.join("big"), &common::noise(3 << 20, 99));
+    common::backdate(&ws);
     ws
 }
 
@@ -153,9 +154,11 @@ fn snapshot_stages_changed_files_and_falls_back_where_it_cannot() {
         // Only what the stat cache cannot vouch for is staged.
         write(&ws.join("d1/f1"), b"changed");
         write(&ws.join("new"), b"new file");
+        common::backdate(&ws);
         let v = env.snapshot_json(&ws, &[]);
         assert_eq!(staging(&v), (2, 0, 0, true), "{v}");
         write(&ws.join("big"), &common::noise(3 << 20, 1234));
+        common::backdate(&ws);
         let v = env.snapshot_json(&ws, &[]);
         assert_eq!(staging(&v), (0, big, 1 - big, b.clones), "{v}");
         // --verbose says which path was taken; --no-clone turns staging off.
@@ -252,6 +255,7 @@ fn rollback_clones_renamed_and_swapped_content() {
         let ws = workspace(&b.path, 8);
         write(&ws.join("c"), &common::noise(200_000, 7));
         write(&ws.join("d"), &common::noise(300_000, 8));
+        common::backdate(&ws);
         let (s1, _) = snapshot(&store, &ws);
         let expected = contents(&ws);
         // A rename (its donor path is deleted by the rollback) and a swap

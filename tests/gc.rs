@@ -216,6 +216,7 @@ fn gc_drops_stat_caches_of_vanished_workspaces() {
     let env = Env::new();
     let ws = env.path("ws");
     write(&ws.join("a"), b"a");
+    common::backdate(&ws);
     let id = env.snapshot(&ws);
     let out = env.path("restored");
     env.restore(&id, &out);

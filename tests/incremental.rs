@@ -20,6 +20,7 @@ fn unchanged_files_are_not_read_and_changed_ones_are() {
     let env = Env::new();
     let ws = env.path("ws");
     rich_tree(&ws);
+    common::backdate(&ws);
     let first = env.snapshot_json(&ws, &[]);
     assert!(stat(&first, "files_read") >= 7);
     let second = env.snapshot_json(&ws, &["--allow-empty"]);
@@ -50,6 +51,7 @@ fn no_change_snapshot_opens_no_file() {
         fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
     }
     fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    common::backdate(&ws);
     let first = env.snapshot_json(&ws, &[]);
     assert_eq!(stat(&first, "files_read"), 20);
     let chown = Command::new("chown")
@@ -92,6 +94,7 @@ fn restore_primes_the_stat_cache() {
     let env = Env::new();
     let ws = env.path("ws");
     rich_tree(&ws);
+    common::backdate(&ws);
     let id = env.snapshot(&ws);
     let out = env.path("restored");
     env.restore(&id, &out);

@@ -19,6 +19,7 @@ fn setup_ws(env: &Env) -> std::path::PathBuf {
     write(&ws.join("node_modules/dep/index.js"), b"ignored dep");
     write(&ws.join(".git/HEAD"), b"ref: refs/heads/main\n");
     write(&ws.join("docs/guide.md"), b"# guide\n");
+    common::backdate(&ws);
     ws
 }
 

@@ -248,11 +248,14 @@ fn trace_loop(st: &mut State, root: Pid) -> std::io::Result<i32> {
 
 /// Lets every traced process that outlived the command go: stop it with
 /// SIGSTOP, detach it in that stop (which swallows the SIGSTOP), and report
-/// its program as still running.
+/// its program as still running. A child forked moments ago is not sent a
+/// SIGSTOP: the kernel already sent it one (its first stop), and a second
+/// would stay pending past the detach and stop it for good.
 fn detach_all(st: &mut State, root_code: i32) -> std::io::Result<i32> {
     let mut left: std::collections::HashSet<i32> = st.known.iter().chain(st.parent.keys()).copied().collect();
     left.retain(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
-    for tid in &left {
+    let mut detached = std::collections::HashSet::new();
+    for tid in left.iter().filter(|t| st.known.contains(t)) {
         // SAFETY: tkill only sends a signal to a thread we trace.
         unsafe { libc::syscall(libc::SYS_tkill, *tid, libc::SIGSTOP) };
     }
@@ -266,6 +269,7 @@ fn detach_all(st: &mut State, root_code: i32) -> std::io::Result<i32> {
             WaitStatus::Stopped(pid, Signal::SIGSTOP) => {
                 let _ = ptrace::detach(pid, None);
                 left.remove(&pid.as_raw());
+                detached.insert(pid.as_raw());
             }
             WaitStatus::Stopped(pid, sig) => {
                 // Deliver the other signal; SIGCONT then discards our
@@ -273,14 +277,15 @@ fn detach_all(st: &mut State, root_code: i32) -> std::io::Result<i32> {
                 let _ = ptrace::detach(pid, Some(sig));
                 let _ = nix::sys::signal::kill(pid, Signal::SIGCONT);
                 left.remove(&pid.as_raw());
+                detached.insert(pid.as_raw());
             }
             WaitStatus::PtraceEvent(pid, _, ev) => {
                 if ev != Event::PTRACE_EVENT_EXEC as i32
                     && let Ok(new) = ptrace::getevent(pid)
+                    && !detached.contains(&(new as i32))
                 {
-                    // A child forked just now: stop and detach it too.
+                    // A child forked just now: detached in its first stop.
                     left.insert(new as i32);
-                    unsafe { libc::syscall(libc::SYS_tkill, new as i32, libc::SIGSTOP) };
                 }
                 let _ = ptrace::cont(pid, None);
             }

@@ -233,3 +233,37 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     assert!(out.status.success(), "git {args:?}: {}", show(&out));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Sets the mtime of every recently written regular file below `root` an
+/// hour back (older files are left alone: touching them would change their
+/// ctime). A file written in the same clock tick as a snapshot starts is
+/// "racy" and read again by the next snapshot (as git does); tests that
+/// count re-reads or clones call this after writing, so they never depend
+/// on timing.
+pub fn backdate(root: &Path) {
+    use nix::sys::stat::{UtimensatFlags, utimensat};
+    use nix::sys::time::TimeSpec;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let hour_ago = TimeSpec::new(now - 3600, 0);
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).expect("read_dir").flatten() {
+            let t = e.file_type().expect("file type");
+            if t.is_dir() {
+                stack.push(e.path());
+            } else if t.is_file() && e.metadata().expect("stat").mtime() > now - 60 {
+                utimensat(
+                    nix::fcntl::AT_FDCWD,
+                    &e.path(),
+                    &TimeSpec::UTIME_OMIT,
+                    &hour_ago,
+                    UtimensatFlags::NoFollowSymlink,
+                )
+                .expect("backdate");
+            }
+        }
+    }
+}
