@@ -87,9 +87,7 @@ impl Tracer for PollTracer {
         sink: &EventSink,
         started: &dyn Fn(i32),
     ) -> std::io::Result<i32> {
-        let mut child = launch.command().spawn()?;
-        let root = child.id() as i32;
-        started(root);
+        let (mut child, root) = launch.spawn(started)?;
         let mut live: HashMap<i32, ExecEvent> = HashMap::new();
         let mut tree: HashSet<i32> = HashSet::from([root]);
         loop {

@@ -100,6 +100,14 @@ impl Launch {
             .envs(self.env.iter().map(|(k, v)| (k, v)));
         c
     }
+
+    /// Spawns the command normally and reports its pid to `started`.
+    pub fn spawn(&self, started: &dyn Fn(i32)) -> std::io::Result<(std::process::Child, i32)> {
+        let child = self.command().spawn()?;
+        let pid = child.id() as i32;
+        started(pid);
+        Ok((child, pid))
+    }
 }
 
 pub trait Tracer: Send {

@@ -171,9 +171,7 @@ impl Tracer for ProcConnector {
         sink: &EventSink,
         started: &dyn Fn(i32),
     ) -> std::io::Result<i32> {
-        let mut child = launch.command().spawn()?;
-        let root = child.id() as i32;
-        started(root);
+        let (mut child, root) = launch.spawn(started)?;
         let mut tree: HashSet<i32> = HashSet::from([root]);
         let mut parent: HashMap<i32, i32> = HashMap::from([(root, std::process::id() as i32)]);
         let mut pending: HashMap<i32, ExecEvent> = HashMap::new();

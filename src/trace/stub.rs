@@ -17,13 +17,12 @@ impl Tracer for StubTracer {
         started: &dyn Fn(i32),
     ) -> std::io::Result<i32> {
         let start = now_ns();
-        let mut child = launch.command().spawn()?;
-        started(child.id() as i32);
+        let (mut child, pid) = launch.spawn(started)?;
         let status = child.wait()?;
         let code = exit_code(status);
         sink.send(ExecEvent {
             timestamp: start,
-            pid: child.id() as i32,
+            pid,
             ppid: std::process::id() as i32,
             command: super::detect::basename(&launch.program.to_string_lossy()).to_string(),
             args: launch
