@@ -8,10 +8,10 @@
 mod common;
 
 use common::{Rng, env_usize, mb_s, table, time_median};
-use moat::chunker::{self, ChunkParams};
-use moat::compress::{self, Compression};
-use moat::config::{CHUNK_AVG, CHUNK_MAX, CHUNK_MIN};
-use moat::id::ObjectId;
+use moat::capture::chunker::{self, ChunkParams};
+use moat::format::compress::{self, Compression};
+use moat::format::config::{CHUNK_AVG, CHUNK_MAX, CHUNK_MIN};
+use moat::format::id::ObjectId;
 
 const PARAMS: ChunkParams = ChunkParams {
     min: CHUNK_MIN,
@@ -153,11 +153,11 @@ fn main() {
     small_pieces(&text, reps);
 }
 
-/// `moat::compress` makes a fresh zstd context per call. On small objects
+/// `moat::format::compress` makes a fresh zstd context per call. On small objects
 /// (most source files are one chunk of a few KiB) that setup is a large part
 /// of the cost, so compare it with a context reused across calls.
 fn small_pieces(text: &[u8], reps: usize) {
-    const LEVEL: i32 = moat::config::ZSTD_LEVEL;
+    const LEVEL: i32 = moat::format::config::ZSTD_LEVEL;
     let mut rows = Vec::new();
     for piece in [4 << 10, 16 << 10, 64 << 10] {
         let pieces: Vec<&[u8]> = text.chunks(piece).collect();

@@ -17,8 +17,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use common::{Rng, env_usize, human, table};
-use moat::chunker::{self, ChunkParams};
-use moat::config::{CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, ZSTD_LEVEL};
+use moat::capture::chunker::{self, ChunkParams};
+use moat::format::config::{CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, ZSTD_LEVEL};
 use rayon::prelude::*;
 
 const KI: u32 = 1024;
@@ -52,7 +52,7 @@ fn chunk_file(data: &[u8], p: ChunkParams) -> Vec<(Key, &[u8])> {
 }
 
 fn zstd_len(raw: &[u8], level: i32) -> usize {
-    moat::compress::encode(raw, level).1.len()
+    moat::format::compress::encode(raw, level).1.len()
 }
 
 /// Inserts a few lines at the line boundary nearest the middle.

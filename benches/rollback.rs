@@ -74,14 +74,15 @@ fn main() {
 
     // diff of two snapshots, in the library (store already open).
     let st = moat::Store::open(&store).expect("open store");
-    let ra = moat::resolve::snapshot(&st, &a, None).expect("a");
-    let rb = moat::resolve::snapshot(&st, &b, None).expect("b");
-    let trees = moat::diff::Trees::new(&st);
+    let ra = moat::ops::resolve::snapshot(&st, &a, None).expect("a");
+    let rb = moat::ops::resolve::snapshot(&st, &b, None).expect("b");
+    let trees = moat::ops::diff::Trees::new(&st);
     let mut lib = Vec::new();
     let mut n = 0;
     for _ in 0..7 {
-        let (t, ch) =
-            timed(|| moat::diff::diff(&trees, Some(&ra.snap.root), Some(&rb.snap.root), &[]).expect("diff"));
+        let (t, ch) = timed(|| {
+            moat::ops::diff::diff(&trees, Some(&ra.snap.root), Some(&rb.snap.root), &[]).expect("diff")
+        });
         n = ch.len();
         lib.push(t);
     }

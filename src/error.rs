@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::id::ObjectId;
+use crate::format::id::ObjectId;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -1,47 +1,31 @@
 //! moat: a content-addressed, deduplicating snapshot store for developer
 //! workspaces.
 //!
-//! The library owns all logic; the `moat` binary is a thin CLI over it.
-//! Modules mirror the store's file types (`config`, `pack`, `index`,
-//! `tree`, `snapshot`, `statcache`) and its commands (`capture`, `restore`,
-//! `check`, `inspect`).
+//! The library owns all logic; the `moat` binary (`src/cli/`) is a thin
+//! CLI over it. The folders are the layers, lowest first; a module may use
+//! the layers below its own, never one above:
+//!
+//! | layer | owns |
+//! |---|---|
+//! | `util` | the progress trait, clocks, temp names, crash-safe writes, failpoints |
+//! | `format` | pure byte codecs of every store file (mirrors store-format.md) |
+//! | `store` | the store: layout, locks, index, verified reads, the writer session, temp cleanup |
+//! | `worktree` | the live directory: walk, stat cache, git HEAD, `moat.yaml`, writing entries, clones |
+//! | `capture` | taking a snapshot: stage, read, chunk, assemble, growth guard |
+//! | `ops` | one module per command over a store: restore, rollback, diff, log, check, gc, ... |
+//! | `run` | `moat run`: triggers, snapshots of a traced run, the tracers |
+//!
+//! `error` sits beside them all: every layer returns its typed errors.
 
 pub mod capture;
-pub mod check;
-pub mod chunker;
-pub mod cleanup;
-pub mod clone;
-pub mod compress;
-pub mod config;
-pub mod diff;
 pub mod error;
-pub mod fsutil;
-pub mod gc;
-pub mod git;
-pub mod header;
-pub mod id;
-pub mod index;
-pub mod inspect;
-pub mod log;
-pub mod materialize;
-pub mod pack;
-pub mod patch;
-pub mod progress;
-pub mod resolve;
-pub mod restore;
-pub mod retention;
-pub mod reuse;
-pub mod rollback;
+pub mod format;
+pub mod ops;
 pub mod run;
-pub mod snapshot;
-pub mod statcache;
 pub mod store;
-pub mod trace;
-pub mod tree;
-pub mod walk;
-pub mod workspace_config;
-pub mod writer;
+pub mod util;
+pub mod worktree;
 
 pub use error::{Error, Result};
-pub use id::ObjectId;
+pub use format::id::ObjectId;
 pub use store::Store;

@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 
 use common::{Env, reflink};
 use moat::capture::{self, CaptureOptions, Outcome};
-use moat::clone::{self, Method};
-use moat::progress::NoProgress;
-use moat::restore::{self, RestoreOptions};
-use moat::rollback::{self, RollbackOptions};
+use moat::ops::restore::{self, RestoreOptions};
+use moat::ops::rollback::{self, RollbackOptions};
 use moat::store::Store;
+use moat::util::progress::NoProgress;
+use moat::worktree::clone::{self, Method};
 
 /// A directory to run a scenario in, and whether it can clone.
 struct Base {
@@ -242,8 +242,8 @@ fn a_staged_snapshot_is_the_workspace_at_staging_time() {
         // The next snapshot sees every change made during ingestion.
         let (_, next) = snapshot(&store, &ws);
         assert_eq!(next.snapshot.stats.files_read, 3);
-        let opts = moat::check::CheckOptions { read_data: true };
-        let rep = moat::check::check(&store, &opts, &NoProgress).unwrap();
+        let opts = moat::ops::check::CheckOptions { read_data: true };
+        let rep = moat::ops::check::check(&store, &opts, &NoProgress).unwrap();
         assert!(rep.problems.is_empty(), "{:?}", rep.problems);
     }
 }
@@ -286,7 +286,10 @@ fn rollback_clones_renamed_and_swapped_content() {
             assert_eq!(c.cloned_files, 0, "{c:?}");
             assert!(c.fallback.is_some(), "{c:?}");
         }
-        assert!(!ws.join(moat::reuse::HOLD_DIR).exists(), "holding dir removed");
+        assert!(
+            !ws.join(moat::worktree::reuse::HOLD_DIR).exists(),
+            "holding dir removed"
+        );
         // The stat cache knows the rolled-back files: nothing is re-read.
         let r = capture::capture(&store, &ws, &CaptureOptions::default(), &NoProgress).unwrap();
         assert_eq!(r.snapshot.stats.files_read, 0);

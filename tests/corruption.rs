@@ -7,10 +7,10 @@ use std::fs;
 
 use common::*;
 use moat::ObjectId;
-use moat::pack::ObjectKind;
-use moat::snapshot::{Snapshot, Stats, Trigger};
-use moat::tree::{Content, Entry, Tree};
-use moat::writer::ObjectWriter;
+use moat::format::pack::ObjectKind;
+use moat::format::snapshot::{Snapshot, Stats, Trigger};
+use moat::format::tree::{Content, Entry, Tree};
+use moat::store::writer::ObjectWriter;
 
 fn packs(env: &Env) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();

@@ -7,8 +7,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use moat::capture::{CaptureOptions, Outcome, capture};
-use moat::progress::NoProgress;
-use moat::restore::{RestoreOptions, restore};
+use moat::ops::restore::{RestoreOptions, restore};
+use moat::util::progress::NoProgress;
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]

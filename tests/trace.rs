@@ -5,9 +5,9 @@ mod common;
 
 use std::ffi::OsString;
 
-use moat::trace::proc_connector::ProcConnector;
-use moat::trace::ptrace::PtraceTracer;
-use moat::trace::{EventSink, ExecEvent, Launch, Tracer, is_git_commit};
+use moat::run::trace::proc_connector::ProcConnector;
+use moat::run::trace::ptrace::PtraceTracer;
+use moat::run::trace::{EventSink, ExecEvent, Launch, Tracer, is_git_commit};
 
 /// ptrace's waitpid(-1) reaps any child of the process, so the tracers
 /// must not run in parallel test threads.

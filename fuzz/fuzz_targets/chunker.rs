@@ -4,7 +4,7 @@
 //! does, for any window of at least 2 * max.
 
 use libfuzzer_sys::fuzz_target;
-use moat::chunker::{self, ChunkParams};
+use moat::capture::chunker::{self, ChunkParams};
 
 const P: ChunkParams = ChunkParams {
     min: 64,

@@ -5,5 +5,5 @@ use std::path::Path;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = moat::config::StoreConfig::decode(data, Path::new("fuzz"));
+    let _ = moat::format::config::StoreConfig::decode(data, Path::new("fuzz"));
 });

@@ -5,5 +5,5 @@ use std::path::Path;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = moat::statcache::StatCache::decode(data, Path::new("fuzz"));
+    let _ = moat::format::statcache::StatCache::decode(data, Path::new("fuzz"));
 });

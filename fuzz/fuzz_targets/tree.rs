@@ -1,7 +1,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use moat::tree::Tree;
+use moat::format::tree::Tree;
 
 // Byte-exact re-encoding does not hold: postcard accepts non-canonical
 // (over-long) varints, e.g. 8f 00 for 0x0f, so `decode` accepts several

@@ -7,13 +7,13 @@ use std::path::PathBuf;
 use super::Built;
 use super::read::FileResult;
 use crate::error::{Error, Result};
-use crate::id::ObjectId;
-use crate::pack::ObjectKind;
-use crate::snapshot::Stats;
-use crate::statcache::CachedFile;
-use crate::tree::{Content, Entry, Tree};
-use crate::walk::{Node, NodeKind};
-use crate::writer::ObjectWriter;
+use crate::format::id::ObjectId;
+use crate::format::pack::ObjectKind;
+use crate::format::snapshot::Stats;
+use crate::format::statcache::CachedFile;
+use crate::format::tree::{Content, Entry, Tree};
+use crate::store::writer::ObjectWriter;
+use crate::worktree::walk::{Node, NodeKind};
 
 /// Builds every tree bottom-up and returns the root id, the new stat cache
 /// entries, the stats and the skip warnings.

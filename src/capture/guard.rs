@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};
-use crate::statcache::StatCache;
-use crate::walk::Node;
+use crate::format::statcache::StatCache;
+use crate::worktree::walk::Node;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Guard {

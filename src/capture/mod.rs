@@ -17,6 +17,7 @@
 //! meanwhile is re-read, never stored torn.
 
 mod assemble;
+pub mod chunker;
 mod guard;
 mod read;
 mod stage;
@@ -34,17 +35,17 @@ use rayon::prelude::*;
 pub use guard::Guard;
 pub use stage::StagingReport;
 
-use crate::chunker::ChunkParams;
-use crate::clone::{self, Cloner};
-use crate::error::{Error, IoContext, Result};
-use crate::fsutil;
-use crate::id::ObjectId;
-use crate::progress::Progress;
-use crate::snapshot::{Snapshot, Stats, Trigger};
-use crate::statcache::{CachedFile, FileStat, StatCache};
+use crate::capture::chunker::ChunkParams;
+use crate::error::Result;
+use crate::format::id::ObjectId;
+use crate::format::snapshot::{Snapshot, Stats, Trigger};
+use crate::format::statcache::{CachedFile, FileStat, StatCache};
 use crate::store::Store;
-use crate::walk::{self, Node, NodeKind, WalkOptions};
-use crate::writer::ObjectWriter;
+use crate::store::writer::ObjectWriter;
+use crate::util::progress::Progress;
+use crate::worktree::clone::{self, Cloner};
+use crate::worktree::statcache;
+use crate::worktree::walk::{self, Node, NodeKind, WalkOptions};
 use read::FileResult;
 use stage::StageDir;
 
@@ -98,15 +99,6 @@ pub struct CaptureReport {
     pub staging: StagingReport,
 }
 
-/// Canonical absolute path of a workspace directory.
-pub fn workspace_root(path: &Path) -> Result<PathBuf> {
-    let p = std::fs::canonicalize(path).at(path)?;
-    if !p.is_dir() {
-        return Err(Error::NotADirectory(p));
-    }
-    Ok(p)
-}
-
 /// The result of walking a workspace and hashing what changed.
 pub struct Scan {
     pub ws: PathBuf,
@@ -154,22 +146,16 @@ fn prepare(
     progress: &dyn Progress,
 ) -> Result<Pending> {
     let started = Instant::now();
-    let start_ns = fsutil::now_ns();
-    let cache_ns = fsutil::fs_clock_ns(&store.tmp_dir());
+    let start_ns = crate::util::now_ns();
+    let cache_ns = crate::util::fs_clock_ns(&store.tmp_dir());
     let mut warnings = Vec::new();
     let mut wopts = walk_opts.clone();
-    let runs = crate::store::moat_home().map(|h| h.join("runs"));
-    let own = [Ok(store.root().to_path_buf()), runs];
-    wopts.skip_dirs.extend(
-        own.into_iter()
-            .flatten()
-            .filter_map(|p| std::fs::canonicalize(p).ok()),
-    );
+    wopts.skip_dirs.extend(store.own_dirs());
     progress.start("scanning", 0);
     // Decoding the cache alongside the walk was measured slower than one
     // after the other (both allocate heavily, on two cores).
     let (nodes, walk_warnings) = walk::walk(ws, &wopts)?;
-    let cache = StatCache::load(&StatCache::path_for(store.root(), ws)).unwrap_or_else(|e| {
+    let cache = statcache::load(store, ws).unwrap_or_else(|e| {
         warnings.push(format!(
             "ignoring unreadable stat cache ({e}); every file will be read"
         ));
@@ -188,7 +174,7 @@ fn prepare(
         copies,
         report: mut staging,
     } = stage::stage_files(store, ws, &nodes, &to_read, cloner)?;
-    fsutil::failpoint("after-stage");
+    crate::util::failpoint("after-stage");
     let mut staged = Vec::new();
     let mut direct = Vec::new();
     for (&i, copy) in to_read.iter().zip(copies) {
@@ -298,27 +284,11 @@ pub fn scan_dry(
     walk_opts: &WalkOptions,
     progress: &dyn Progress,
 ) -> Result<(Scan, HashMap<ObjectId, Vec<u8>>)> {
-    let ws = workspace_root(workspace)?;
+    let ws = crate::worktree::workspace_root(workspace)?;
     let writer = ObjectWriter::dry(store)?;
     let pending = prepare(store, &ws, walk_opts, None, None, &writer, progress)?;
     let scan = finish(store, pending, &writer, progress)?;
     Ok((scan, writer.finish_dry()))
-}
-
-/// Replaces the workspace's stat cache (best effort: it is only a cache).
-pub fn save_cache(
-    store: &Store,
-    ws: &Path,
-    taken_ns: i64,
-    entries: Vec<(Vec<u8>, CachedFile)>,
-) -> Result<()> {
-    let bytes = StatCache::encode(ws.as_os_str().as_bytes(), taken_ns, entries);
-    fsutil::atomic_write(
-        &store.tmp_dir(),
-        &StatCache::path_for(store.root(), ws),
-        &bytes,
-        false,
-    )
 }
 
 /// Takes a snapshot: `stage` then `ingest`.
@@ -352,9 +322,9 @@ pub fn stage<'a>(
     progress: &dyn Progress,
 ) -> Result<Staged<'a>> {
     let started = Instant::now();
-    let ws = workspace_root(workspace)?;
+    let ws = crate::worktree::workspace_root(workspace)?;
     let lock = store.lock_shared()?;
-    let parent = latest_of(store, &ws)?;
+    let parent = store.latest_of(&ws)?;
     let mut writer = ObjectWriter::new(store)?;
     if let Some(level) = opts.zstd_level {
         writer = writer.with_level(level);
@@ -410,7 +380,7 @@ impl Staged<'_> {
             }
         };
         writer.finish()?;
-        fsutil::failpoint("before-snapshot");
+        crate::util::failpoint("before-snapshot");
         let report = commit(store, &opts, parent, scan, started)?;
         progress.finish();
         Ok(report)
@@ -447,7 +417,7 @@ fn commit(
         time_ns: start_ns,
         trigger: opts.trigger,
         message: opts.message.clone(),
-        git: crate::git::head(&ws),
+        git: crate::worktree::git::head(&ws),
         run_id: opts.run_id.clone(),
         stats,
     };
@@ -467,7 +437,7 @@ fn commit(
     // The cache goes last: it may only name chunks whose index is published.
     if cache_unchanged {
         // Nothing to record.
-    } else if let Err(e) = save_cache(store, &ws, cache_ns, cache_entries) {
+    } else if let Err(e) = statcache::save(store, &ws, cache_ns, cache_entries) {
         warnings.push(format!("could not save the stat cache: {e}"));
     }
     Ok(CaptureReport {
@@ -476,14 +446,4 @@ fn commit(
         warnings,
         staging,
     })
-}
-
-/// The newest snapshot of workspace `ws`.
-pub fn latest_of(store: &Store, ws: &Path) -> Result<Option<(ObjectId, Snapshot)>> {
-    let (all, _) = store.list_snapshots()?;
-    Ok(all
-        .into_iter()
-        .rev()
-        .find(|r| r.snap.workspace_path() == ws)
-        .map(|r| (r.id, r.snap)))
 }

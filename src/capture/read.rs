@@ -11,11 +11,11 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
-use crate::chunker::{self, ChunkParams};
+use crate::capture::chunker::{self, ChunkParams};
 use crate::error::{Error, IoContext, Result};
-use crate::id::ObjectId;
-use crate::statcache::FileStat;
-use crate::writer::ObjectWriter;
+use crate::format::id::ObjectId;
+use crate::format::statcache::FileStat;
+use crate::store::writer::ObjectWriter;
 
 use super::stage::Copy;
 

@@ -24,12 +24,11 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use crate::clone::{self, Cloner, Outcome};
 use crate::error::{IoContext, Result};
-use crate::fsutil;
-use crate::statcache::FileStat;
+use crate::format::statcache::FileStat;
 use crate::store::Store;
-use crate::walk::Node;
+use crate::worktree::clone::{self, Cloner, Outcome};
+use crate::worktree::walk::Node;
 
 /// Attempts before a file that keeps changing is left to a direct read.
 const TRIES: u32 = 3;
@@ -68,7 +67,7 @@ pub struct StageDir {
 
 impl StageDir {
     pub fn create(store: &Store) -> Result<Self> {
-        let path = store.tmp_dir().join(fsutil::temp_name("stage"));
+        let path = store.tmp_dir().join(crate::util::temp_name("stage"));
         std::fs::create_dir(&path).at(&path)?;
         Ok(StageDir { path })
     }

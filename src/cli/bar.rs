@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::sync::Mutex;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use moat::progress::{NoProgress, Progress};
+use moat::util::progress::{NoProgress, Progress};
 
 pub struct Bar {
     bar: Mutex<Option<ProgressBar>>,

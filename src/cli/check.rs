@@ -1,7 +1,7 @@
 //! `moat check`.
 
 use clap::Args;
-use moat::check::{self, CheckOptions};
+use moat::ops::check::{self, CheckOptions};
 
 use super::{Ctx, bar};
 

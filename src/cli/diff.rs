@@ -5,11 +5,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use moat::diff::{self, Change, Status, Trees};
-use moat::patch;
-use moat::progress::NoProgress;
-use moat::walk::WalkOptions;
-use moat::{ObjectId, resolve};
+use moat::ObjectId;
+use moat::ops::diff::{self, Change, Status, Trees};
+use moat::ops::patch;
+use moat::ops::resolve;
+use moat::util::progress::NoProgress;
+use moat::worktree::walk::WalkOptions;
 use serde_json::{Value, json};
 
 use super::{Ctx, fmt};
@@ -223,7 +224,7 @@ fn print_json(s: &Sides, changes: &[Change]) -> moat::Result<()> {
         } else {
             None
         };
-        let side = |e: &Option<moat::tree::Entry>| {
+        let side = |e: &Option<moat::format::tree::Entry>| {
             e.as_ref()
                 .map(|e| json!({"kind": e.kind_name(), "mode": format!("{:o}", e.mode), "size": e.size}))
         };
@@ -252,9 +253,9 @@ fn summary(changes: &[Change]) -> String {
 
 pub fn run_log(ctx: &Ctx, a: LogArgs) -> moat::Result<i32> {
     let store = ctx.open()?;
-    let ws = moat::capture::workspace_root(a.workspace.as_deref().unwrap_or(Path::new(".")))?;
+    let ws = moat::worktree::workspace_root(a.workspace.as_deref().unwrap_or(Path::new(".")))?;
     let path = a.path.map(|p| relative_to(&p, &ws)).unwrap_or_default();
-    let entries = moat::log::log(&store, &ws, &path)?;
+    let entries = moat::ops::log::log(&store, &ws, &path)?;
     let c = colors(a.no_color);
     let sides = Sides {
         trees: Trees::new(&store),

@@ -73,7 +73,7 @@ pub fn staging(s: &moat::capture::StagingReport) -> String {
 }
 
 /// How a restore or rollback wrote its files, for `--verbose`.
-pub fn clones(c: &moat::reuse::CloneStats, files: u64) -> String {
+pub fn clones(c: &moat::worktree::reuse::CloneStats, files: u64) -> String {
     let mut line = format!(
         "clones: {} of {files} files ({}) cloned with {} from content already on disk; the rest decompressed",
         c.cloned_files,

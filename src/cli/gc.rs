@@ -4,9 +4,10 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use moat::cleanup;
-use moat::gc::{self, GcOptions};
-use moat::retention::{Policy, parse_duration};
+use moat::ops::gc::retention::{Policy, parse_duration};
+use moat::ops::gc::{self, GcOptions};
+use moat::store::cleanup;
+use moat::worktree::config::WorkspaceConfig;
 
 use super::{Ctx, bar, fmt};
 
@@ -66,7 +67,7 @@ pub fn run_gc(ctx: &Ctx, a: GcArgs) -> moat::Result<i32> {
     let store = ctx.open()?;
     let workspace = match a.all {
         true => None,
-        false => Some(moat::capture::workspace_root(
+        false => Some(moat::worktree::workspace_root(
             &a.workspace.unwrap_or_else(|| PathBuf::from(".")),
         )?),
     };
@@ -84,7 +85,15 @@ pub fn run_gc(ctx: &Ctx, a: GcArgs) -> moat::Result<i32> {
         workspace,
         dry_run: a.dry_run,
         min_age_ns: a.min_age,
-        config_retention: true,
+        // A workspace's moat.yaml adds its retention to the command's.
+        workspace_policy: Some(std::sync::Arc::new(|ws: &std::path::Path, mut p: Policy| {
+            if let Ok((cfg, Some(_))) = WorkspaceConfig::load(ws, None) {
+                let r = &cfg.snapshots.retention;
+                p.max_count = Some(r.max_count as usize);
+                p.delete_initial |= r.delete_initial;
+            }
+            p
+        })),
     };
     let progress = bar::progress(ctx.quiet);
     let wait = || eprintln!("moat: waiting for running snapshots and restores to finish...");

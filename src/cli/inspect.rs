@@ -3,9 +3,10 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use moat::snapshot::Snapshot;
-use moat::tree::Content;
-use moat::{ObjectId, resolve};
+use moat::ObjectId;
+use moat::format::snapshot::Snapshot;
+use moat::format::tree::Content;
+use moat::ops::resolve;
 use serde_json::{Value, json};
 
 use super::{Ctx, fmt};
@@ -122,7 +123,7 @@ pub fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> moat::Result<i32> {
     }
     let ws = match (a.all || a.run.is_some(), a.workspace) {
         (true, _) => None,
-        (false, w) => Some(moat::capture::workspace_root(
+        (false, w) => Some(moat::worktree::workspace_root(
             &w.unwrap_or_else(|| PathBuf::from(".")),
         )?),
     };
@@ -216,7 +217,7 @@ pub fn ls(ctx: &Ctx, a: LsArgs) -> moat::Result<i32> {
     let store = ctx.open()?;
     let r = resolve::snapshot(&store, &a.id, cwd_workspace().as_deref())?;
     let path = a.path.unwrap_or_default();
-    let items = moat::inspect::list(&store, &r.snap.root, path.as_bytes())?;
+    let items = moat::ops::inspect::list(&store, &r.snap.root, path.as_bytes())?;
     if a.json {
         let v: Vec<Value> = items
             .iter()

@@ -4,8 +4,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use clap::Args;
-use moat::resolve;
-use moat::restore::{self, RestoreOptions};
+use moat::ops::resolve;
+use moat::ops::restore::{self, RestoreOptions};
 
 use super::{Ctx, bar, fmt};
 

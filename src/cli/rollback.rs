@@ -4,8 +4,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use clap::Args;
-use moat::resolve;
-use moat::rollback::{self, RollbackOptions};
+use moat::ops::resolve;
+use moat::ops::rollback::{self, RollbackOptions};
 
 use super::{Ctx, bar};
 
@@ -31,9 +31,9 @@ pub struct RollbackArgs {
 
 pub fn run(ctx: &Ctx, a: RollbackArgs) -> moat::Result<i32> {
     let store = ctx.open()?;
-    let ws = moat::capture::workspace_root(&a.workspace.unwrap_or_else(|| PathBuf::from(".")))?;
+    let ws = moat::worktree::workspace_root(&a.workspace.unwrap_or_else(|| PathBuf::from(".")))?;
     let target = resolve::snapshot(&store, &a.id, Some(&ws))?;
-    let (config, _) = moat::workspace_config::WorkspaceConfig::load(&ws, None)?;
+    let (config, _) = moat::worktree::config::WorkspaceConfig::load(&ws, None)?;
     let opts = RollbackOptions {
         walk: config.walk_options(Default::default()),
         dry_run: a.dry_run,
@@ -68,7 +68,7 @@ pub fn run(ctx: &Ctx, a: RollbackArgs) -> moat::Result<i32> {
         eprintln!("moat: warning: {w}");
     }
     if ctx.verbose {
-        let is_file = |c: &&moat::diff::Change| matches!(&c.new, Some(e) if matches!(e.content, moat::tree::Content::File(_)));
+        let is_file = |c: &&moat::ops::diff::Change| matches!(&c.new, Some(e) if matches!(e.content, moat::format::tree::Content::File(_)));
         let files = rep.changes.iter().filter(is_file).count() as u64;
         eprintln!("moat: {}", super::fmt::clones(&rep.clones, files));
     }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use clap::Args;
 use moat::run::{self, RunOptions};
 use moat::store::moat_home;
-use moat::workspace_config::WorkspaceConfig;
+use moat::worktree::config::WorkspaceConfig;
 
 use super::{Ctx, fmt};
 
@@ -93,7 +93,7 @@ fn wait_signal(set: &libc::sigset_t) -> (i32, bool) {
 
 pub fn run_run(ctx: &Ctx, a: RunArgs) -> moat::Result<i32> {
     forward_signals();
-    let ws = moat::capture::workspace_root(&a.workspace.unwrap_or_else(|| PathBuf::from(".")))?;
+    let ws = moat::worktree::workspace_root(&a.workspace.unwrap_or_else(|| PathBuf::from(".")))?;
     let (config, file) = WorkspaceConfig::load(&ws, a.config.as_deref())?;
     let store = ctx.open_or_create()?;
     let log = |l: &str| {

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 use moat::capture::{self, CaptureOptions, Guard, Outcome};
-use moat::walk::WalkOptions;
-use moat::workspace_config::WorkspaceConfig;
+use moat::worktree::config::WorkspaceConfig;
+use moat::worktree::walk::WalkOptions;
 
 use super::{Ctx, bar, fmt, inspect};
 
@@ -41,7 +41,7 @@ pub struct SnapshotArgs {
 
 pub fn run(ctx: &Ctx, a: SnapshotArgs) -> moat::Result<i32> {
     let store = ctx.open_or_create()?;
-    let ws = moat::capture::workspace_root(&a.workspace.unwrap_or_else(|| PathBuf::from(".")))?;
+    let ws = moat::worktree::workspace_root(&a.workspace.unwrap_or_else(|| PathBuf::from(".")))?;
     let (config, _) = WorkspaceConfig::load(&ws, None)?;
     let s = &config.snapshots;
     let opts = CaptureOptions {
@@ -124,5 +124,5 @@ pub fn run(ctx: &Ctx, a: SnapshotArgs) -> moat::Result<i32> {
 
 fn parse_level(s: &str) -> Result<i32, String> {
     let n: i32 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
-    moat::compress::level_ok(n)
+    moat::format::compress::level_ok(n)
 }

@@ -101,11 +101,13 @@ fn probe(dir: &Path) -> Result<(), String> {
     let (a, b) = (dir.join(".probe-a"), dir.join(".probe-b"));
     let _ = std::fs::remove_file(&b);
     std::fs::write(&a, b"probe").map_err(|e| format!("write in {}: {e}", dir.display()))?;
-    let r = moat::clone::clone_file(&a, &b);
+    let r = moat::worktree::clone::clone_file(&a, &b);
     let _ = (std::fs::remove_file(&a), std::fs::remove_file(&b));
     match r {
-        Ok(moat::clone::Outcome::Cloned) => Ok(()),
-        Ok(moat::clone::Outcome::Unsupported(why)) => Err(format!("{} cannot clone: {why}", dir.display())),
+        Ok(moat::worktree::clone::Outcome::Cloned) => Ok(()),
+        Ok(moat::worktree::clone::Outcome::Unsupported(why)) => {
+            Err(format!("{} cannot clone: {why}", dir.display()))
+        }
         Err(e) => Err(format!("clone probe in {} failed: {e}", dir.display())),
     }
 }

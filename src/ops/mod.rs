@@ -1,0 +1,14 @@
+//! The commands over a store, one module each: restore, rollback, diff
+//! (and its text patches), log, inspect (show, ls), resolve (naming
+//! snapshots), check and gc. Uses `capture`, `worktree`, `store`, `format`
+//! and `util`; the CLI turns their typed results into output.
+
+pub mod check;
+pub mod diff;
+pub mod gc;
+pub mod inspect;
+pub mod log;
+pub mod patch;
+pub mod resolve;
+pub mod restore;
+pub mod rollback;

@@ -1,0 +1,256 @@
+//! Finding and removing what crashed moat processes leave behind: temp
+//! files in the store's `tmp/` (partial packs, index files, snapshot and
+//! cache writes, config creation) and staging directories of snapshots.
+//!
+//! Invariants: only names moat itself creates (`<pid>-<ns>-<n>.<ext>.tmp`,
+//! and for directories only `<pid>-<ns>-<n>.stage.tmp`) are considered; a
+//! staging directory whose process is still alive is never taken; everything is examined with `lstat` and symlinks are
+//! never followed or removed; an item is removed only if it is older than
+//! the minimum age both when found and immediately before removal, so a
+//! file a live writer touched since the scan survives. (moat creates nothing
+//! in the system temp directory, and its lock is an flock(2) that dies with
+//! its process, so there are no stale lock files to find.)
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TempItem {
+    pub path: PathBuf,
+    pub size: u64,
+    pub age_ns: i64,
+    /// Newest of mtime and ctime when found: a change means it was touched.
+    pub touched_ns: i64,
+    /// What the file was: `pack`, `write` (index, snapshot or cache),
+    /// `stage` (a staging directory), ...
+    pub what: String,
+}
+
+/// The only kind of temp directory moat creates.
+const STAGE: &str = "stage";
+
+/// Whether the process that named a temp `<pid>-...` is still running.
+fn owner_alive(name: &str) -> bool {
+    let pid = name.split('-').next().and_then(|p| p.parse::<i32>().ok());
+    pid.is_some_and(|p| p > 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok())
+}
+
+/// Bytes in a staging directory (its copies, one level, never followed).
+fn dir_size(path: &Path) -> u64 {
+    let Ok(rd) = fs::read_dir(path) else {
+        return 0;
+    };
+    rd.flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// The extension part of a moat temp name, if `name` is one.
+fn temp_kind(name: &str) -> Option<&str> {
+    let stem = name.strip_suffix(".tmp")?;
+    let (head, ext) = stem.split_once('.')?;
+    let mut parts = head.split('-');
+    let all_digits =
+        |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let ok = all_digits(parts.next()) && all_digits(parts.next()) && all_digits(parts.next());
+    (ok && parts.next().is_none() && !ext.is_empty()).then_some(ext)
+}
+
+/// `lstat` and the newest of mtime and ctime (ctime cannot be set back,
+/// so a file cannot be made to look old).
+fn touched(path: &Path) -> Option<(fs::Metadata, i64)> {
+    let m = fs::symlink_metadata(path).ok()?;
+    let t = (m.mtime() * 1_000_000_000 + m.mtime_nsec()).max(m.ctime() * 1_000_000_000 + m.ctime_nsec());
+    Some((m, t))
+}
+
+/// Orphaned temp files in the store older than `min_age_ns`.
+pub fn find(store_root: &Path, min_age_ns: i64) -> Result<Vec<TempItem>> {
+    find_at(store_root, min_age_ns, crate::util::now_ns())
+}
+
+/// `find` as of time `now` (tests move the clock).
+pub fn find_at(store_root: &Path, min_age_ns: i64, now: i64) -> Result<Vec<TempItem>> {
+    let dir = store_root.join("tmp");
+    let rd = match fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(&dir, e)),
+    };
+    let mut out = Vec::new();
+    for ent in rd.flatten() {
+        let name = ent.file_name();
+        let Some(what) = name.to_str().and_then(temp_kind) else {
+            continue;
+        };
+        let path = ent.path();
+        let Some((meta, touched_ns)) = touched(&path) else {
+            continue;
+        };
+        let age_ns = now - touched_ns;
+        let is_stage = meta.file_type().is_dir() && what == STAGE;
+        if is_stage && name.to_str().is_some_and(owner_alive) {
+            continue;
+        }
+        if (meta.file_type().is_file() || is_stage) && age_ns >= min_age_ns {
+            out.push(TempItem {
+                size: if is_stage { dir_size(&path) } else { meta.len() },
+                path,
+                age_ns,
+                touched_ns,
+                what: what.to_string(),
+            });
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+/// Removes `items`, re-checking each one right before: it must still be a
+/// regular file (a directory for staging), untouched since the scan, and
+/// older than the minimum age.
+/// Returns the removed items and, for each one skipped, why.
+pub fn remove(items: Vec<TempItem>, min_age_ns: i64) -> (Vec<TempItem>, Vec<(TempItem, String)>) {
+    remove_at(items, min_age_ns, crate::util::now_ns())
+}
+
+pub fn remove_at(
+    items: Vec<TempItem>,
+    min_age_ns: i64,
+    now: i64,
+) -> (Vec<TempItem>, Vec<(TempItem, String)>) {
+    let (mut removed, mut skipped) = (Vec::new(), Vec::new());
+    for item in items {
+        match touched(&item.path) {
+            None => skipped.push((item, "already gone".into())),
+            Some((m, _)) if m.file_type().is_dir() != (item.what == STAGE) || m.file_type().is_symlink() => {
+                skipped.push((item, "no longer what it was when found".into()))
+            }
+            Some((_, t)) if t != item.touched_ns || now - t < min_age_ns => {
+                skipped.push((item, "touched since the scan".into()))
+            }
+            Some(_) if item.what == STAGE => match fs::remove_dir_all(&item.path) {
+                Ok(()) => removed.push(item),
+                Err(e) => skipped.push((item, e.to_string())),
+            },
+            Some(_) => match fs::remove_file(&item.path) {
+                Ok(()) => removed.push(item),
+                Err(e) => skipped.push((item, e.to_string())),
+            },
+        }
+    }
+    (removed, skipped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: i64 = 3600 * 1_000_000_000;
+
+    fn store_with_temps() -> (tempfile::TempDir, PathBuf) {
+        let d = tempfile::tempdir().unwrap();
+        let tmp = d.path().join("tmp");
+        fs::create_dir_all(&tmp).unwrap();
+        fs::write(tmp.join("11-22-0.pack.tmp"), b"partial pack").unwrap();
+        fs::write(tmp.join("11-22-1.write.tmp"), b"partial index").unwrap();
+        fs::write(tmp.join("notes.txt"), b"not ours").unwrap();
+        let outside = d.path().join("outside-target");
+        fs::write(&outside, b"must survive").unwrap();
+        std::os::unix::fs::symlink(&outside, tmp.join("11-22-2.pack.tmp")).unwrap();
+        (d, outside)
+    }
+
+    #[test]
+    fn young_items_survive_and_old_ones_go() {
+        let (d, outside) = store_with_temps();
+        assert!(
+            find(d.path(), HOUR).unwrap().is_empty(),
+            "fresh files are younger than 1h"
+        );
+        let later = crate::util::now_ns() + 2 * HOUR;
+        let items = find_at(d.path(), HOUR, later).unwrap();
+        let names: Vec<String> = items
+            .iter()
+            .map(|i| i.path.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            ["11-22-0.pack.tmp", "11-22-1.write.tmp"],
+            "symlinks and foreign names are skipped"
+        );
+        let (removed, skipped) = remove_at(items, HOUR, later);
+        assert_eq!((removed.len(), skipped.len()), (2, 0));
+        assert!(d.path().join("tmp/notes.txt").exists());
+        assert!(fs::symlink_metadata(d.path().join("tmp/11-22-2.pack.tmp")).is_ok());
+        assert_eq!(fs::read(outside).unwrap(), b"must survive");
+    }
+
+    #[test]
+    fn an_item_touched_after_the_scan_survives() {
+        let (d, _) = store_with_temps();
+        let later = crate::util::now_ns() + 2 * HOUR;
+        let items = find_at(d.path(), HOUR, later).unwrap();
+        // A live writer touches the pack between scan and removal (an
+        // explicit new mtime, so the test does not depend on clock ticks).
+        let p = d.path().join("tmp/11-22-0.pack.tmp");
+        let f = fs::OpenOptions::new().append(true).open(&p).unwrap();
+        let t = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+        f.set_times(fs::FileTimes::new().set_modified(t)).unwrap();
+        let (removed, skipped) = remove_at(items, HOUR, later);
+        assert_eq!(removed.len(), 1);
+        assert_eq!(skipped.len(), 1);
+        assert!(p.exists());
+    }
+
+    #[test]
+    fn orphaned_staging_dirs_go_but_live_ones_stay() {
+        let d = tempfile::tempdir().unwrap();
+        let tmp = d.path().join("tmp");
+        // pid 999999999 is above any pid_max: its process is dead.
+        let dead = tmp.join("999999999-22-0.stage.tmp");
+        let live = tmp.join(format!("{}-22-1.stage.tmp", std::process::id()));
+        let not_stage = tmp.join("999999999-22-2.pack.tmp");
+        for dir in [&dead, &live, &not_stage] {
+            fs::create_dir_all(dir).unwrap();
+            fs::write(dir.join("0"), b"staged copy").unwrap();
+        }
+        let outside = d.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("keep"), b"x").unwrap();
+        std::os::unix::fs::symlink(&outside, dead.join("1")).unwrap();
+        let later = crate::util::now_ns() + 2 * HOUR;
+        let items = find_at(d.path(), HOUR, later).unwrap();
+        assert_eq!(items.len(), 1, "{items:?}");
+        assert_eq!((items[0].path.clone(), items[0].size), (dead.clone(), 11));
+        let (removed, skipped) = remove_at(items, HOUR, later);
+        assert_eq!((removed.len(), skipped.len()), (1, 0));
+        assert!(!dead.exists());
+        assert!(live.join("0").exists() && not_stage.join("0").exists());
+        assert!(
+            outside.join("keep").exists(),
+            "a symlink inside is removed, never followed"
+        );
+    }
+
+    #[test]
+    fn only_moat_temp_names() {
+        assert_eq!(temp_kind("123-456-7.pack.tmp"), Some("pack"));
+        assert_eq!(temp_kind("1-2-3.write.tmp"), Some("write"));
+        for bad in [
+            "x-1-2.pack.tmp",
+            "1-2.pack.tmp",
+            "1-2-3-4.pack.tmp",
+            "1-2-3.tmp",
+            "1-2-3.pack",
+            "notes.txt",
+        ] {
+            assert_eq!(temp_kind(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! The store's index in memory: every index file merged into one sorted
+//! array (about 52 bytes per object) with a 64K-bucket fan-out table,
+//! searched by binary search.
+//!
+//! Invariant: an object is found only through an index file that decoded
+//! and verified; a corrupt index file is recorded in `problems`, never
+//! half-used.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoContext, Result};
+use crate::format::id::ObjectId;
+use crate::format::index::{IndexEntry, IndexFile};
+
+fn prefix(id: &ObjectId) -> usize {
+    u16::from_be_bytes([id.0[0], id.0[1]]) as usize
+}
+
+/// All index files of a store, merged.
+#[derive(Default)]
+pub struct Index {
+    packs: Vec<ObjectId>,
+    entries: Vec<IndexEntry>,
+    /// `fanout[p]` = first entry whose id's first two bytes are >= `p`, so a
+    /// lookup searches one small bucket (git's idx does the same).
+    fanout: Vec<u32>,
+    /// Index files that could not be read: objects they list are unknown.
+    pub problems: Vec<Error>,
+    pub files: Vec<ObjectId>,
+}
+
+impl Index {
+    /// Loads every index file under `dir`. A corrupt file is recorded in
+    /// `problems` and skipped rather than failing every command.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let mut idx = Index::default();
+        let mut pack_nums: HashMap<ObjectId, u32> = HashMap::new();
+        let rd = match std::fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(idx),
+            Err(e) => return Err(Error::io(dir, e)),
+        };
+        for ent in rd {
+            let ent = ent.at(dir)?;
+            let name = ent.file_name();
+            let Some(id) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".idx"))
+                .and_then(ObjectId::from_hex)
+            else {
+                continue;
+            };
+            let path = ent.path();
+            let file = std::fs::read(&path)
+                .at(&path)
+                .and_then(|d| IndexFile::decode(&d, &path));
+            match file {
+                Ok(f) => {
+                    idx.files.push(id);
+                    let map: Vec<u32> = f
+                        .packs
+                        .iter()
+                        .map(|p| {
+                            let next = idx.packs.len() as u32;
+                            *pack_nums.entry(*p).or_insert_with(|| {
+                                idx.packs.push(*p);
+                                next
+                            })
+                        })
+                        .collect();
+                    idx.entries.extend(f.entries.into_iter().map(|mut e| {
+                        e.pack = map[e.pack as usize];
+                        e
+                    }));
+                }
+                Err(e) => idx.problems.push(e),
+            }
+        }
+        idx.entries.sort_unstable_by_key(|e| e.id);
+        idx.entries.dedup_by(|a, b| a.id == b.id);
+        idx.build_fanout();
+        Ok(idx)
+    }
+
+    fn build_fanout(&mut self) {
+        let mut fanout = vec![0u32; 65537];
+        for e in &self.entries {
+            fanout[prefix(&e.id) + 1] += 1;
+        }
+        for i in 1..fanout.len() {
+            fanout[i] += fanout[i - 1];
+        }
+        self.fanout = fanout;
+    }
+
+    /// Where `id` sits in `entries()`: lets `gc` mark objects in a bitmap
+    /// (one bit per object) instead of a set of ids.
+    pub fn position(&self, id: &ObjectId) -> Option<usize> {
+        let p = prefix(id);
+        let (lo, hi) = match self.fanout.get(p..p + 2) {
+            Some(&[lo, hi]) => (lo as usize, hi as usize),
+            _ => (0, self.entries.len()),
+        };
+        self.entries[lo..hi]
+            .binary_search_by(|e| e.id.cmp(id))
+            .ok()
+            .map(|i| lo + i)
+    }
+
+    pub fn get(&self, id: &ObjectId) -> Option<&IndexEntry> {
+        self.position(id).map(|i| &self.entries[i])
+    }
+
+    pub fn contains(&self, id: &ObjectId) -> bool {
+        self.get(id).is_some()
+    }
+
+    pub fn pack_id(&self, n: u32) -> ObjectId {
+        self.packs[n as usize]
+    }
+
+    pub fn packs(&self) -> &[ObjectId] {
+        &self.packs
+    }
+
+    pub fn entries(&self) -> &[IndexEntry] {
+        &self.entries
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Pack files under `store_root` that this index does not list, with
+    /// their sizes: left by writers that died before publishing an index.
+    pub fn unindexed_packs(&self, store_root: &Path) -> Vec<(PathBuf, u64)> {
+        let known: std::collections::HashSet<&ObjectId> = self.packs.iter().collect();
+        let mut out = Vec::new();
+        for sub in std::fs::read_dir(store_root.join("packs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            for f in std::fs::read_dir(sub.path()).into_iter().flatten().flatten() {
+                let name = f.file_name();
+                let id = name
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".pack"))
+                    .and_then(ObjectId::from_hex);
+                if id.is_some_and(|id| !known.contains(&id)) {
+                    out.push((f.path(), f.metadata().map(|m| m.len()).unwrap_or(0)));
+                }
+            }
+        }
+        out
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::compress::Compression;
+    use crate::format::pack::PackEntry;
+    use crate::format::pack::{FinishedPack, ObjectKind};
+
+    fn sample() -> IndexFile {
+        let packs: Vec<FinishedPack> = (0..3u8)
+            .map(|p| FinishedPack {
+                id: ObjectId::hash(&[p]),
+                bytes: 0,
+                entries: (0..5u32)
+                    .map(|i| PackEntry {
+                        id: ObjectId::hash(&[p, i as u8]),
+                        kind: ObjectKind::Chunk,
+                        compression: Compression::Zstd,
+                        offset: 12 + i * 10,
+                        stored_len: 10,
+                        raw_len: 20,
+                    })
+                    .collect(),
+            })
+            .collect();
+        IndexFile::from_packs(&packs)
+    }
+
+    #[test]
+    fn load_merges_and_skips_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let (id, bytes) = sample().encode();
+        std::fs::write(dir.path().join(format!("{}.idx", id.to_hex())), &bytes).unwrap();
+        std::fs::write(
+            dir.path()
+                .join(format!("{}.idx", ObjectId::hash(b"bad").to_hex())),
+            &bytes[..50],
+        )
+        .unwrap();
+        let idx = Index::load(dir.path()).unwrap();
+        assert_eq!(idx.len(), 15);
+        assert_eq!(idx.problems.len(), 1);
+        let want = ObjectId::hash(&[1, 3]);
+        let e = idx.get(&want).unwrap();
+        assert_eq!(idx.pack_id(e.pack), ObjectId::hash(&[1]));
+        // Every entry is found through the fan-out table; absent ids are not.
+        for e in idx.entries() {
+            assert_eq!(idx.get(&e.id).map(|f| f.id), Some(e.id));
+        }
+        assert!(idx.get(&ObjectId::hash(b"absent")).is_none());
+        assert!(Index::default().get(&want).is_none());
+    }
+}

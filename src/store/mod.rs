@@ -1,0 +1,386 @@
+//! The store on disk: where it lives, its directory layout, and reading
+//! objects and snapshots back with verification.
+//!
+//! Layout under the store root:
+//! `config`, `packs/<xx>/<id>.pack`, `index/<id>.idx`, `snapshots/<id>`,
+//! `cache/<ws>.stat`, `tmp/` (temp files of live or crashed writers) and
+//! `lock` (writers hold a shared `flock` on it).
+//!
+//! Invariant: every object handed out by `read_object` has been checked
+//! against its id; nothing unverified leaves this module.
+//!
+//! Uses `format` and `util`; no module outside `store/` names a store
+//! directory (`layout` does).
+
+pub mod cleanup;
+pub mod index;
+pub mod layout;
+pub mod pack_writer;
+pub mod writer;
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, IoContext, Result};
+use crate::format::config::StoreConfig;
+use crate::format::id::ObjectId;
+use crate::format::pack::ObjectKind;
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::Tree;
+use crate::store::index::Index;
+use crate::util::fs as fsutil;
+
+/// Where the store lives: `--store`, else `$MOAT_STORE`, else
+/// `$MOAT_HOME/store`, else `~/.moat/store`.
+pub fn default_location(flag: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = flag {
+        return Ok(p.to_path_buf());
+    }
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    if let Some(p) = env("MOAT_STORE") {
+        return Ok(PathBuf::from(p));
+    }
+    if let Some(h) = env("MOAT_HOME") {
+        return Ok(PathBuf::from(h).join("store"));
+    }
+    match env("HOME") {
+        Some(h) => Ok(PathBuf::from(h).join(".moat").join("store")),
+        None => Err(Error::StoreLocation {
+            path: PathBuf::from("~"),
+            detail: "HOME is not set; pass --store DIR or set MOAT_STORE".into(),
+        }),
+    }
+}
+
+/// `$MOAT_HOME`, else `~/.moat`: where runs are recorded.
+pub fn moat_home() -> Result<PathBuf> {
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    match (env("MOAT_HOME"), env("HOME")) {
+        (Some(h), _) => Ok(PathBuf::from(h)),
+        (None, Some(h)) => Ok(PathBuf::from(h).join(".moat")),
+        (None, None) => Err(Error::StoreLocation {
+            path: PathBuf::from("~"),
+            detail: "neither MOAT_HOME nor HOME is set".into(),
+        }),
+    }
+}
+
+pub struct Store {
+    root: PathBuf,
+    pub config: StoreConfig,
+    index: Mutex<Option<Arc<Index>>>,
+    maps: Mutex<HashMap<ObjectId, Arc<memmap2::Mmap>>>,
+}
+
+/// A snapshot with its id.
+#[derive(Clone, Debug)]
+pub struct SnapshotRecord {
+    pub id: ObjectId,
+    pub snap: Snapshot,
+}
+
+impl Store {
+    /// Opens the store at `root`, creating it on first use.
+    pub fn open_or_create(root: &Path) -> Result<Self> {
+        for d in layout::DIRS {
+            fs::create_dir_all(root.join(d)).at(root.join(d))?;
+        }
+        let cfg_path = root.join("config");
+        if !cfg_path.exists() {
+            let (mut f, tmp) = fsutil::create_temp(&root.join("tmp"), "config")?;
+            std::io::Write::write_all(&mut f, &StoreConfig::new_default().encode()).at(&tmp)?;
+            f.sync_all().at(&tmp)?;
+            // link() never replaces: of two racing creators, one config wins.
+            let linked = fs::hard_link(&tmp, &cfg_path);
+            let _ = fs::remove_file(&tmp);
+            match linked {
+                Ok(()) => fsutil::fsync_dir(root)?,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io(&cfg_path, e)),
+            }
+        }
+        Self::open(root)
+    }
+
+    /// Opens an existing store.
+    pub fn open(root: &Path) -> Result<Self> {
+        let cfg_path = root.join("config");
+        let data = fs::read(&cfg_path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::NoStore(root.to_path_buf()),
+            _ => Error::io(&cfg_path, e),
+        })?;
+        Ok(Store {
+            root: root.to_path_buf(),
+            config: StoreConfig::decode(&data, &cfg_path)?,
+            index: Mutex::new(None),
+            maps: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// moat's own directories (the store, `$MOAT_HOME`), canonical, for
+    /// walks to leave out when they sit inside a workspace.
+    pub fn own_dirs(&self) -> Vec<PathBuf> {
+        [Ok(self.root.clone()), moat_home().map(|h| h.join("runs"))]
+            .into_iter()
+            .flatten()
+            .filter_map(|p| fs::canonicalize(p).ok())
+            .collect()
+    }
+
+    /// Where pack `id` lives.
+    pub fn pack_path(&self, id: &ObjectId) -> PathBuf {
+        self.root.join(layout::pack(id))
+    }
+
+    /// Where index file `id` lives.
+    pub fn index_path(&self, id: &ObjectId) -> PathBuf {
+        self.root.join(layout::index(id))
+    }
+
+    /// The directory of index files.
+    pub fn index_dir(&self) -> PathBuf {
+        self.root.join("index")
+    }
+
+    /// Where the stat cache of workspace `ws` lives.
+    pub fn stat_cache_path(&self, ws: &Path) -> PathBuf {
+        self.root.join(layout::stat_cache(ws))
+    }
+
+    /// The stat caches of every workspace.
+    pub fn stat_cache_paths(&self) -> Vec<PathBuf> {
+        fs::read_dir(self.root.join("cache"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect()
+    }
+
+    /// Replaces the stat cache of workspace `ws` (not fsynced: it is a cache).
+    pub fn write_stat_cache(&self, ws: &Path, bytes: &[u8]) -> Result<()> {
+        fsutil::atomic_write(&self.tmp_dir(), &self.stat_cache_path(ws), bytes, false)
+    }
+
+    /// Publishes an index file (temp, fsync, rename); returns its id.
+    pub fn write_index(&self, file: &crate::format::index::IndexFile) -> Result<ObjectId> {
+        let (id, bytes) = file.encode();
+        fsutil::atomic_write(&self.tmp_dir(), &self.index_path(&id), &bytes, true)?;
+        Ok(id)
+    }
+
+    /// Removes index files (gc, after publishing the one that replaces them).
+    pub fn delete_index_files(&self, ids: &[ObjectId]) -> Result<()> {
+        for f in ids {
+            let p = self.index_path(f);
+            fs::remove_file(&p).at(&p)?;
+        }
+        fsutil::fsync_dir(&self.index_dir())
+    }
+
+    /// The lock file, opened read-only where the store is (readers of a
+    /// read-only store can still lock it: flock needs no write access).
+    fn lock_file(&self) -> Result<(File, PathBuf)> {
+        let path = self.root.join("lock");
+        let f = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path);
+        let f = match f {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+                ) =>
+            {
+                File::open(&path)
+            }
+            other => other,
+        };
+        Ok((f.at(&path)?, path))
+    }
+
+    /// A shared lock held by every writer for as long as it writes; `gc`
+    /// takes it exclusively before deleting anything.
+    pub fn lock_shared(&self) -> Result<File> {
+        let (f, path) = self.lock_file()?;
+        f.lock_shared().at(&path)?;
+        Ok(f)
+    }
+
+    /// The exclusive lock `gc` holds while it deletes: it waits for running
+    /// writers and readers, and new ones wait for it. `on_wait` is called
+    /// once if the lock is busy. flock(2) locks die with their process, so a
+    /// crashed moat never leaves a stale lock behind.
+    pub fn lock_exclusive(&self, on_wait: impl FnOnce()) -> Result<File> {
+        let (f, path) = self.lock_file()?;
+        match f.try_lock() {
+            Ok(()) => return Ok(f),
+            Err(std::fs::TryLockError::WouldBlock) => on_wait(),
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+        }
+        f.lock().at(&path)?;
+        Ok(f)
+    }
+
+    /// Pins a snapshot: no retention policy removes it.
+    pub fn pin(&self, id: &ObjectId) -> Result<()> {
+        let p = self.root.join(layout::pin(id));
+        fsutil::atomic_write(&self.tmp_dir(), &p, b"", true)
+    }
+
+    pub fn unpin(&self, id: &ObjectId) -> Result<()> {
+        let p = self.root.join(layout::pin(id));
+        match fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&p, e)),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn pinned(&self) -> Result<std::collections::HashSet<ObjectId>> {
+        let dir = self.root.join("pins");
+        let rd = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
+            Err(e) => return Err(Error::io(&dir, e)),
+        };
+        Ok(rd
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(ObjectId::from_hex))
+            .collect())
+    }
+
+    /// Removes a snapshot (its data stays until `gc` finds it unreferenced).
+    pub fn delete_snapshot(&self, id: &ObjectId) -> Result<()> {
+        let path = self.root.join(layout::snapshot(id));
+        fs::remove_file(&path).at(&path)?;
+        let _ = self.unpin(id);
+        fsutil::fsync_dir(&self.root.join("snapshots"))
+    }
+
+    /// The merged index, loaded on first use and after `invalidate_index`.
+    pub fn index(&self) -> Result<Arc<Index>> {
+        let mut slot = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = slot.as_ref() {
+            return Ok(i.clone());
+        }
+        let loaded = Arc::new(Index::load(&self.index_dir())?);
+        *slot = Some(loaded.clone());
+        Ok(loaded)
+    }
+
+    /// Forgets the loaded index, so the next read sees newly published
+    /// index files (called after this process publishes one).
+    pub fn invalidate_index(&self) {
+        *self.index.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    fn pack_map(&self, id: &ObjectId) -> Result<Arc<memmap2::Mmap>> {
+        let mut maps = self.maps.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = maps.get(id) {
+            return Ok(m.clone());
+        }
+        let path = self.pack_path(id);
+        let file = File::open(&path).at(&path)?;
+        // SAFETY: published packs are immutable; moat never writes to one.
+        let map = Arc::new(unsafe { memmap2::Mmap::map(&file) }.at(&path)?);
+        maps.insert(*id, map.clone());
+        Ok(map)
+    }
+
+    /// Reads one object, decompressed and verified against its id.
+    pub fn read_object(&self, id: &ObjectId, kind: ObjectKind) -> Result<Vec<u8>> {
+        let idx = self.index()?;
+        let e = idx.get(id).ok_or_else(|| Error::MissingObject {
+            id: *id,
+            by: format!("a {} reference", kind.name()),
+        })?;
+        let pack_id = idx.pack_id(e.pack);
+        let bad = |detail: String| Error::BadObject {
+            id: *id,
+            pack: pack_id.to_hex(),
+            detail,
+        };
+        if e.kind != kind {
+            return Err(bad(format!("is a {}, expected a {}", e.kind.name(), kind.name())));
+        }
+        let map = self.pack_map(&pack_id)?;
+        let start = e.offset as usize;
+        let stored = map
+            .get(start..start + e.stored_len as usize)
+            .ok_or_else(|| bad("lies beyond the end of the pack (truncated pack?)".into()))?;
+        crate::format::compress::decode(id, e.compression, e.raw_len, stored).map_err(bad)
+    }
+
+    pub fn read_tree(&self, id: &ObjectId) -> Result<Tree> {
+        let data = self.read_object(id, ObjectKind::Tree)?;
+        Tree::decode(&data).map_err(|detail| Error::BadTree { id: *id, detail })
+    }
+
+    /// Loads one snapshot file and checks it against its name.
+    pub fn load_snapshot(&self, id: &ObjectId) -> Result<Snapshot> {
+        let path = self.root.join(layout::snapshot(id));
+        let data = fs::read(&path).at(&path)?;
+        if ObjectId::hash(&data) != *id {
+            return Err(Error::corrupt(&path, "snapshot", "content does not match its id"));
+        }
+        Snapshot::decode(&data, &path)
+    }
+
+    /// All snapshot ids in the store (unsorted, unread).
+    pub fn snapshot_ids(&self) -> Result<Vec<ObjectId>> {
+        let dir = self.root.join("snapshots");
+        let mut ids = Vec::new();
+        for ent in fs::read_dir(&dir).at(&dir)? {
+            let ent = ent.at(&dir)?;
+            if let Some(id) = ent.file_name().to_str().and_then(ObjectId::from_hex) {
+                ids.push(id);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// All readable snapshots, oldest first, and the errors of unreadable ones.
+    pub fn list_snapshots(&self) -> Result<(Vec<SnapshotRecord>, Vec<Error>)> {
+        let mut out = Vec::new();
+        let mut problems = Vec::new();
+        for id in self.snapshot_ids()? {
+            match self.load_snapshot(&id) {
+                Ok(snap) => out.push(SnapshotRecord { id, snap }),
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => problems.push(e),
+            }
+        }
+        out.sort_by_key(|r| (r.snap.time_ns, r.id));
+        Ok((out, problems))
+    }
+
+    /// Publishes a snapshot file: the commit point of a capture.
+    pub fn write_snapshot(&self, snap: &Snapshot) -> Result<ObjectId> {
+        let (id, bytes) = snap.encode();
+        let dest = self.root.join(layout::snapshot(&id));
+        fsutil::atomic_write(&self.tmp_dir(), &dest, &bytes, true)?;
+        Ok(id)
+    }
+
+    /// The newest snapshot of workspace `ws`.
+    pub fn latest_of(&self, ws: &Path) -> Result<Option<(ObjectId, Snapshot)>> {
+        let (all, _) = self.list_snapshots()?;
+        Ok(all
+            .into_iter()
+            .rev()
+            .find(|r| r.snap.workspace_path() == ws)
+            .map(|r| (r.id, r.snap)))
+    }
+}

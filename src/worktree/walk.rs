@@ -1,0 +1,172 @@
+//! The parallel workspace walk (`ignore` crate): honours `.gitignore` and
+//! `.ignore` unless told not to, applies `--exclude` globs, never enters
+//! `.git` or the store itself, and never follows symlinks.
+
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use ignore::WalkState;
+use ignore::overrides::OverrideBuilder;
+
+use crate::error::{Error, Result};
+use crate::format::statcache::FileStat;
+
+#[derive(Clone, Debug, Default)]
+pub struct WalkOptions {
+    /// Do not read `.gitignore`/`.ignore` files.
+    pub no_ignore: bool,
+    /// Gitignore-style globs of paths to leave out.
+    pub excludes: Vec<String>,
+    /// Directories never to enter (moat's own store and runs, when they sit
+    /// in the workspace).
+    pub skip_dirs: Vec<PathBuf>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodeKind {
+    File,
+    Dir,
+    Symlink(Vec<u8>),
+}
+
+/// One walked entry; `rel` is its path below the workspace root.
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub rel: Vec<u8>,
+    pub stat: FileStat,
+    pub kind: NodeKind,
+}
+
+enum Found {
+    Node(Node),
+    Warning(String),
+}
+
+/// Walks `root` (which must be absolute and canonical). Entries that cannot
+/// be stored (sockets, FIFOs, devices) and unreadable directories come back
+/// as warnings, one line each.
+pub fn walk(root: &Path, opts: &WalkOptions) -> Result<(Vec<Node>, Vec<String>)> {
+    let mut ov = OverrideBuilder::new(root);
+    for g in &opts.excludes {
+        ov.add(&format!("!{g}")).map_err(|e| Error::BadPattern {
+            pattern: g.clone(),
+            detail: e.to_string(),
+        })?;
+    }
+    let overrides = ov.build().map_err(|e| Error::BadPattern {
+        pattern: opts.excludes.join(" "),
+        detail: e.to_string(),
+    })?;
+    let skip = opts.skip_dirs.clone();
+    let mut b = ignore::WalkBuilder::new(root);
+    b.hidden(false)
+        .parents(false)
+        .ignore(!opts.no_ignore)
+        .git_ignore(!opts.no_ignore)
+        .git_exclude(!opts.no_ignore)
+        .git_global(false)
+        .require_git(false)
+        .follow_links(false)
+        .overrides(overrides)
+        .threads(rayon::current_num_threads().max(2))
+        .filter_entry(move |e| e.file_name() != ".git" && !skip.iter().any(|s| e.path() == s));
+    // Each walker thread collects into its own buffer and hands it over
+    // once, when it finishes (no per-entry channel send).
+    let done: Mutex<(Vec<Node>, Vec<String>)> = Mutex::new((Vec::new(), Vec::new()));
+    b.build_parallel().visit(&mut Collector { root, done: &done });
+    Ok(done.into_inner().unwrap_or_else(|p| p.into_inner()))
+}
+
+struct Collector<'a> {
+    root: &'a Path,
+    done: &'a Mutex<(Vec<Node>, Vec<String>)>,
+}
+
+impl<'s> ignore::ParallelVisitorBuilder<'s> for Collector<'s> {
+    fn build(&mut self) -> Box<dyn ignore::ParallelVisitor + 's> {
+        Box::new(Buffer {
+            root: self.root,
+            done: self.done,
+            nodes: Vec::new(),
+            warnings: Vec::new(),
+        })
+    }
+}
+
+struct Buffer<'a> {
+    root: &'a Path,
+    done: &'a Mutex<(Vec<Node>, Vec<String>)>,
+    nodes: Vec<Node>,
+    warnings: Vec<String>,
+}
+
+impl ignore::ParallelVisitor for Buffer<'_> {
+    fn visit(&mut self, res: std::result::Result<ignore::DirEntry, ignore::Error>) -> WalkState {
+        match visit(self.root, res) {
+            Some(Found::Node(n)) => self.nodes.push(n),
+            Some(Found::Warning(w)) => self.warnings.push(w),
+            None => {}
+        }
+        WalkState::Continue
+    }
+}
+
+impl Drop for Buffer<'_> {
+    fn drop(&mut self) {
+        let mut done = self.done.lock().unwrap_or_else(|p| p.into_inner());
+        done.0.append(&mut self.nodes);
+        done.1.append(&mut self.warnings);
+    }
+}
+
+fn visit(root: &Path, res: std::result::Result<ignore::DirEntry, ignore::Error>) -> Option<Found> {
+    let ent = match res {
+        Ok(e) => e,
+        Err(e) => return Some(Found::Warning(format!("skipped: {e}"))),
+    };
+    // The workspace root itself, and the temp siblings of an interrupted
+    // rollback, are not workspace content.
+    if ent.depth() == 0
+        || ent
+            .file_name()
+            .as_bytes()
+            .starts_with(crate::worktree::materialize::TEMP_PREFIX)
+    {
+        return None;
+    }
+    let path = ent.path();
+    let rel = path.strip_prefix(root).ok()?.as_os_str().as_bytes().to_vec();
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        // Deleted between readdir and lstat: it is simply not there.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => return Some(Found::Warning(format!("skipped {}: {e}", path.display()))),
+    };
+    let ft = meta.file_type();
+    let kind = if ft.is_file() {
+        NodeKind::File
+    } else if ft.is_dir() {
+        NodeKind::Dir
+    } else if ft.is_symlink() {
+        match std::fs::read_link(path) {
+            Ok(t) => NodeKind::Symlink(t.as_os_str().as_bytes().to_vec()),
+            Err(e) => return Some(Found::Warning(format!("skipped {}: {e}", path.display()))),
+        }
+    } else {
+        let what = if ft.is_socket() {
+            "socket"
+        } else if ft.is_fifo() {
+            "FIFO"
+        } else {
+            "device file"
+        };
+        return Some(Found::Warning(format!("skipped {what}: {}", path.display())));
+    };
+    Some(Found::Node(Node {
+        rel,
+        stat: FileStat::of(&meta),
+        kind,
+    }))
+}
