@@ -8,7 +8,7 @@ use std::fs;
 use common::*;
 use moat::ObjectId;
 use moat::format::pack::ObjectKind;
-use moat::format::snapshot::{Snapshot, Stats, Trigger};
+use moat::format::snapshot::{Scan, Snapshot, Stats, Trigger};
 use moat::format::tree::{Content, Entry, Tree};
 use moat::store::writer::ObjectWriter;
 
@@ -122,6 +122,9 @@ fn commit_hostile(env: &Env, trees: &[Tree], chunks: &[&[u8]]) -> String {
         git: None,
         run_id: None,
         stats: Stats::default(),
+        skipped: Vec::new(),
+        exact: true,
+        scan: Scan::Walked,
     };
     store.write_snapshot(&snap).unwrap().to_hex()
 }

@@ -420,6 +420,9 @@ fn commit(
         git: crate::worktree::git::head(&ws),
         run_id: opts.run_id.clone(),
         stats,
+        skipped: Vec::new(),
+        exact: true,
+        scan: crate::format::snapshot::Scan::Walked,
     };
     let outcome = match &parent {
         Some((pid, p)) if p.root == root && !opts.allow_empty => Outcome::Unchanged(*pid),

@@ -76,6 +76,9 @@ pub fn snapshot_json(id: &ObjectId, s: &Snapshot) -> Value {
             "new_objects": s.stats.new_objects, "new_bytes": s.stats.new_bytes,
             "skipped": s.stats.skipped, "duration_ns": s.stats.duration_ns,
         },
+        "skipped": s.skipped_paths().map(|p| String::from_utf8_lossy(p).into_owned()).collect::<Vec<_>>(),
+        "exact": s.exact,
+        "scan": s.scan.name(),
     })
 }
 

@@ -44,6 +44,26 @@ pub fn check<'a>(
     Ok(&data[HEADER_LEN..])
 }
 
+/// Checks the header of a file type with several readable versions (the
+/// newest one is written); returns the version found and the bytes after
+/// the header.
+pub fn check_any<'a>(
+    data: &'a [u8],
+    magic: &[u8; 8],
+    versions: &[u32],
+    what: &'static str,
+    path: &Path,
+) -> Result<(u32, &'a [u8])> {
+    let newest = versions.iter().copied().max().unwrap_or(1);
+    match check(data, magic, newest, what, path) {
+        Ok(body) => Ok((newest, body)),
+        Err(Error::UnsupportedVersion { found, .. }) if versions.contains(&found) => {
+            Ok((found, &data[HEADER_LEN..]))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// A bounds-checked little-endian reader over a byte slice.
 pub struct Reader<'a> {
     data: &'a [u8],
