@@ -1,6 +1,7 @@
 //! Small crate-wide helpers below every layer: the progress trait, the
-//! clocks, unique temp names and the crash-test failpoint.
+//! clocks, unique temp names and the test failpoints (`fault`).
 
+pub mod fault;
 pub mod fs;
 pub mod progress;
 
@@ -53,9 +54,8 @@ fn create_clock_file(dir: &Path) -> std::io::Result<(std::fs::File, std::path::P
 
 /// Crash-test hook: when `MOAT_FAILPOINT` names this point, the process
 /// aborts here like a `kill -9` would (no destructors, no cleanup), so the
-/// tests can prove the store survives a crash at exactly this step.
+/// tests can prove the store survives a crash at exactly this step (see
+/// `fault` for the other modes).
 pub fn failpoint(name: &str) {
-    if std::env::var_os("MOAT_FAILPOINT").is_some_and(|v| v == name) {
-        std::process::abort();
-    }
+    fault::point(name);
 }
