@@ -16,6 +16,33 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// Writing a store file failed (full disk, I/O error): unlike a
+    /// workspace read error, this fails the whole capture or gc.
+    #[error("cannot write to the store: {path}: {source}")]
+    StoreWrite {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{path}: not a regular file (found a {found}); the store is damaged or was tampered with")]
+    NotRegular { path: PathBuf, found: &'static str },
+
+    #[error(
+        "{path}: {detail}; moat will not use a store whose directories, lock or config are symlinks or special files"
+    )]
+    UnsafeStore { path: PathBuf, detail: String },
+
+    #[error(
+        "{path}: gc needs {needed} bytes free to {what}, but only {free} bytes are free; free some space and run `moat gc` again"
+    )]
+    NoSpace {
+        path: PathBuf,
+        what: &'static str,
+        needed: u64,
+        free: u64,
+    },
+
     #[error("{path}: not a moat {what} file (bad magic); is this the right store?")]
     BadMagic { path: PathBuf, what: &'static str },
 
@@ -101,6 +128,13 @@ pub enum Error {
 impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub fn store_write(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::StoreWrite {
             path: path.into(),
             source,
         }

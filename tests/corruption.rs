@@ -5,12 +5,10 @@ mod common;
 
 use std::fs;
 
+use common::hostile::{Forge, file};
 use common::*;
 use moat::ObjectId;
-use moat::format::pack::ObjectKind;
-use moat::format::snapshot::{Scan, Snapshot, Stats, Trigger};
-use moat::format::tree::{Content, Entry, Tree};
-use moat::store::writer::ObjectWriter;
+use moat::format::tree::Tree;
 
 fn packs(env: &Env) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
@@ -97,46 +95,9 @@ fn bad_magic_and_unknown_version_are_clear_errors() {
     assert!(err.contains("bad magic"), "{err}");
 }
 
-/// Commits a snapshot whose root tree is `root` (written as is).
+/// Commits a snapshot whose root tree is the last of `trees` (written as is).
 fn commit_hostile(env: &Env, trees: &[Tree], chunks: &[&[u8]]) -> String {
-    let store = moat::Store::open_or_create(&env.store()).unwrap();
-    let w = ObjectWriter::new(&store).unwrap();
-    for c in chunks {
-        w.put_chunk(c).unwrap();
-    }
-    let mut root = ObjectId([0; 32]);
-    for t in trees {
-        let (id, bytes) = t.id_and_bytes();
-        w.put(ObjectKind::Tree, id, &bytes).unwrap();
-        root = id;
-    }
-    w.finish().unwrap();
-    let snap = Snapshot {
-        root,
-        parent: None,
-        workspace: b"/nonexistent".to_vec(),
-        host: "evil".into(),
-        time_ns: 1,
-        trigger: Trigger::Manual,
-        message: String::new(),
-        git: None,
-        run_id: None,
-        stats: Stats::default(),
-        skipped: Vec::new(),
-        exact: true,
-        scan: Scan::Walked,
-    };
-    store.write_snapshot(&snap).unwrap().to_hex()
-}
-
-fn file(name: &[u8], size: u64, chunks: Vec<ObjectId>) -> Entry {
-    Entry {
-        name: name.to_vec(),
-        mode: 0o644,
-        mtime_ns: 0,
-        size,
-        content: Content::File(chunks),
-    }
+    Forge::new(env).commit(trees, chunks)
 }
 
 #[test]

@@ -84,10 +84,14 @@ fn write_tree(entries: Vec<Entry>, writer: &ObjectWriter, rel: &[u8]) -> Result<
     let mut tree = Tree { entries };
     tree.sort();
     let (id, bytes) = tree.id_and_bytes();
-    if bytes.len() > u32::MAX as usize {
+    if bytes.len() > crate::format::tree::MAX_TREE_BYTES as usize {
         return Err(Error::Limit {
             path: PathBuf::from(String::from_utf8_lossy(rel).into_owned()),
-            detail: "directory listing exceeds 4 GiB; split the directory".into(),
+            detail: format!(
+                "directory listing is {} bytes, over the {} bytes a tree may hold; split the directory",
+                bytes.len(),
+                crate::format::tree::MAX_TREE_BYTES
+            ),
         });
     }
     writer.put(ObjectKind::Tree, id, &bytes)

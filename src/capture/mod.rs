@@ -24,10 +24,8 @@ mod stage;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -260,8 +258,6 @@ fn finish(store: &Store, mut p: Pending, writer: &ObjectWriter, progress: &dyn P
     // already says all this new one would.
     let cache_unchanged = stats.files_read == 0 && cache_entries.len() == p.cache_len;
     p.warnings.extend(skipped);
-    stats.new_objects = writer.new_objects.load(Ordering::Relaxed);
-    stats.new_bytes = writer.new_bytes.load(Ordering::Relaxed);
     Ok(Scan {
         ws: p.ws,
         start_ns: p.start_ns,
@@ -301,11 +297,11 @@ pub fn capture(
     stage(store, workspace, opts, progress)?.ingest(progress)
 }
 
-/// A capture whose workspace reads are done. Holds the store's shared lock
-/// until `ingest` finishes (or it is dropped, which abandons it).
+/// A capture whose workspace reads are done. Its writer holds the store's
+/// shared lock until `ingest` finishes (or it is dropped, which abandons
+/// it and removes what it wrote).
 pub struct Staged<'a> {
     store: &'a Store,
-    _lock: File,
     started: Instant,
     parent: Option<(ObjectId, Snapshot)>,
     writer: ObjectWriter<'a>,
@@ -323,9 +319,9 @@ pub fn stage<'a>(
 ) -> Result<Staged<'a>> {
     let started = Instant::now();
     let ws = crate::worktree::workspace_root(workspace)?;
-    let lock = store.lock_shared()?;
-    let parent = store.latest_of(&ws)?;
+    // The writer takes the store's shared lock before anything is read.
     let mut writer = ObjectWriter::new(store)?;
+    let parent = store.latest_of(&ws)?;
     if let Some(level) = opts.zstd_level {
         writer = writer.with_level(level);
     }
@@ -341,7 +337,6 @@ pub fn stage<'a>(
     ) {
         Ok(pending) => Ok(Staged {
             store,
-            _lock: lock,
             started,
             parent,
             writer,
@@ -365,23 +360,23 @@ impl Staged<'_> {
     pub fn ingest(self, progress: &dyn Progress) -> Result<CaptureReport> {
         let Staged {
             store,
-            _lock,
             started,
             parent,
-            writer,
+            mut writer,
             opts,
             pending,
         } = self;
-        let scan = match finish(store, pending, &writer, progress) {
-            Ok(s) => s,
-            Err(e) => {
-                writer.abandon();
-                return Err(e);
-            }
-        };
-        writer.finish()?;
+        // Any error drops the writer, which removes what it wrote.
+        let mut scan = finish(store, pending, &writer, progress)?;
+        // Counted once published: nothing counts as stored before.
+        let published = writer.publish()?;
+        scan.stats.new_objects = published.objects;
+        scan.stats.new_bytes = published.bytes;
         crate::util::failpoint("before-snapshot");
+        // The writer (and its shared lock) lives until the snapshot is
+        // committed: a gc must not run between the index and the snapshot.
         let report = commit(store, &opts, parent, scan, started)?;
+        drop(writer);
         progress.finish();
         Ok(report)
     }
@@ -434,10 +429,18 @@ fn commit(
         let (Outcome::Written(id) | Outcome::Unchanged(id)) = &outcome;
         store.pin(id)?;
     }
-    if matches!(outcome, Outcome::Written(_)) {
-        store.write_snapshot(&snap)?;
+    if let Outcome::Written(id) = &outcome
+        && let Err(e) = store.write_snapshot(&snap)
+    {
+        // No snapshot: no pin for it either. (Its packs and index stay:
+        // once published, another writer may rely on them; gc frees them.)
+        if opts.pin {
+            let _ = store.unpin(id);
+        }
+        return Err(e);
     }
     // The cache goes last: it may only name chunks whose index is published.
+    // It is only a cache: the snapshot is committed whether or not it saves.
     if cache_unchanged {
         // Nothing to record.
     } else if let Err(e) = statcache::save(store, &ws, cache_ns, cache_entries) {

@@ -1,9 +1,10 @@
 //! Reading one file into stored chunks, from the workspace (checked against
 //! concurrent writes) or from a private staged copy.
 //!
-//! Invariant: a workspace file is stored only if its stat before and after
+//! Invariants: a workspace file is stored only if its stat before and after
 //! reading agree, so a file written during the read is re-read, never
-//! stored torn.
+//! stored torn. Only a workspace read error skips a file; a store write
+//! error (full disk, EIO) fails the capture.
 
 use std::fs::File;
 use std::os::unix::fs::OpenOptionsExt;
@@ -40,6 +41,8 @@ pub fn read_file(path: &Path, params: ChunkParams, writer: &ObjectWriter) -> Res
         let before = FileStat::of(&file.metadata().at(path)?);
         let (chunks, len) = match chunk_file(&file, path, before.size, params, writer) {
             Ok(r) => r,
+            // Reading the workspace failed: skip the file. A store write
+            // error is `Error::StoreWrite`, and fails the whole capture.
             Err(Error::Io { source, .. }) => {
                 return Ok(FileResult::Skipped(format!(
                     "skipped {}: {source}",

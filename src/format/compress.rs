@@ -73,6 +73,13 @@ pub fn decode(
     stored: &[u8],
 ) -> std::result::Result<Vec<u8>, String> {
     let raw = match compression {
+        // Checked before copying: a raw object is exactly its stored bytes.
+        Compression::None if stored.len() != raw_len as usize => {
+            return Err(format!(
+                "stored raw as {} bytes, the index says {raw_len}",
+                stored.len()
+            ));
+        }
         Compression::None => stored.to_vec(),
         Compression::Zstd => unzstd(stored, raw_len)?,
     };

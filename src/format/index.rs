@@ -34,6 +34,20 @@ pub struct IndexEntry {
     pub raw_len: u32,
 }
 
+impl IndexEntry {
+    /// The object as a pack's table describes it.
+    pub fn to_pack_entry(&self) -> crate::format::pack::PackEntry {
+        crate::format::pack::PackEntry {
+            id: self.id,
+            kind: self.kind,
+            compression: self.compression,
+            offset: self.offset,
+            stored_len: self.stored_len,
+            raw_len: self.raw_len,
+        }
+    }
+}
+
 /// One decoded index file.
 #[derive(Debug, PartialEq, Eq)]
 pub struct IndexFile {

@@ -47,6 +47,16 @@ impl ObjectKind {
     }
 }
 
+/// The most raw (decompressed) bytes an object of `kind` may claim in a
+/// store whose largest chunk is `chunk_max`: a reader refuses a bigger
+/// claim before allocating for it.
+pub fn max_raw_len(kind: ObjectKind, chunk_max: u32) -> u32 {
+    match kind {
+        ObjectKind::Chunk => chunk_max,
+        ObjectKind::Tree => crate::format::tree::MAX_TREE_BYTES,
+    }
+}
+
 /// One object as described by a pack trailer (offset from the file start).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PackEntry {

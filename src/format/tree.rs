@@ -14,6 +14,13 @@ use crate::format::id::ObjectId;
 
 pub const VERSION: u8 = 1;
 
+/// The largest tree object (its encoding) moat writes or reads: 64 MiB,
+/// about a million entries, or two million chunk ids (files totalling
+/// some 120 GiB directly in one directory). Readers refuse an index entry
+/// claiming more before decompressing anything, so a hostile store cannot
+/// make a reader allocate more than this per tree.
+pub const MAX_TREE_BYTES: u32 = 64 << 20;
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Content {
     /// Chunk ids in file order.

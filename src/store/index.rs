@@ -2,9 +2,12 @@
 //! array (about 52 bytes per object) with a 64K-bucket fan-out table,
 //! searched by binary search.
 //!
-//! Invariant: an object is found only through an index file that decoded
+//! Invariants: an object is found only through an index file that decoded
 //! and verified; a corrupt index file is recorded in `problems`, never
-//! half-used.
+//! half-used. Every copy of an object is kept (two writers may store the
+//! same object; one copy may be damaged): copies of one id are adjacent,
+//! so readers can fall back to another copy and `gc` can keep one that
+//! verifies.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -28,6 +31,8 @@ pub struct Index {
     /// Index files that could not be read: objects they list are unknown.
     pub problems: Vec<Error>,
     pub files: Vec<ObjectId>,
+    /// The packs (numbers in `packs()`) each of `files` lists.
+    pub file_packs: Vec<Vec<u32>>,
 }
 
 impl Index {
@@ -52,9 +57,7 @@ impl Index {
                 continue;
             };
             let path = ent.path();
-            let file = std::fs::read(&path)
-                .at(&path)
-                .and_then(|d| IndexFile::decode(&d, &path));
+            let file = crate::store::file::read(&path).and_then(|d| IndexFile::decode(&d, &path));
             match file {
                 Ok(f) => {
                     idx.files.push(id);
@@ -69,6 +72,7 @@ impl Index {
                             })
                         })
                         .collect();
+                    idx.file_packs.push(map.clone());
                     idx.entries.extend(f.entries.into_iter().map(|mut e| {
                         e.pack = map[e.pack as usize];
                         e
@@ -77,8 +81,10 @@ impl Index {
                 Err(e) => idx.problems.push(e),
             }
         }
-        idx.entries.sort_unstable_by_key(|e| e.id);
-        idx.entries.dedup_by(|a, b| a.id == b.id);
+        // Copies of one object stay, adjacent, in a fixed order.
+        idx.entries.sort_unstable_by_key(|e| (e.id, e.pack, e.offset));
+        idx.entries
+            .dedup_by(|a, b| (a.id, a.pack, a.offset) == (b.id, b.pack, b.offset));
         idx.build_fanout();
         Ok(idx)
     }
@@ -94,22 +100,34 @@ impl Index {
         self.fanout = fanout;
     }
 
-    /// Where `id` sits in `entries()`: lets `gc` mark objects in a bitmap
-    /// (one bit per object) instead of a set of ids.
-    pub fn position(&self, id: &ObjectId) -> Option<usize> {
+    /// Where the copies of `id` sit in `entries()` (empty when unknown):
+    /// lets `gc` mark objects in a bitmap (one bit per copy) instead of a
+    /// set of ids.
+    pub fn positions(&self, id: &ObjectId) -> std::ops::Range<usize> {
         let p = prefix(id);
         let (lo, hi) = match self.fanout.get(p..p + 2) {
             Some(&[lo, hi]) => (lo as usize, hi as usize),
             _ => (0, self.entries.len()),
         };
-        self.entries[lo..hi]
-            .binary_search_by(|e| e.id.cmp(id))
-            .ok()
-            .map(|i| lo + i)
+        let bucket = self.entries.get(lo..hi).unwrap_or_default();
+        let start = lo + bucket.partition_point(|e| e.id < *id);
+        let end = lo + bucket.partition_point(|e| e.id <= *id);
+        start..end
+    }
+
+    /// Where the first copy of `id` sits in `entries()`.
+    pub fn position(&self, id: &ObjectId) -> Option<usize> {
+        let r = self.positions(id);
+        (!r.is_empty()).then_some(r.start)
+    }
+
+    /// Every copy of `id` (usually one).
+    pub fn copies(&self, id: &ObjectId) -> &[IndexEntry] {
+        &self.entries[self.positions(id)]
     }
 
     pub fn get(&self, id: &ObjectId) -> Option<&IndexEntry> {
-        self.position(id).map(|i| &self.entries[i])
+        self.copies(id).first()
     }
 
     pub fn contains(&self, id: &ObjectId) -> bool {
@@ -211,5 +229,29 @@ mod tests {
         }
         assert!(idx.get(&ObjectId::hash(b"absent")).is_none());
         assert!(Index::default().get(&want).is_none());
+    }
+
+    #[test]
+    fn copies_of_one_object_in_two_index_files_are_all_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut other = sample();
+        // The second file lists pack 1's objects again, from another pack.
+        other.packs[1] = ObjectId::hash(b"another pack");
+        for f in [sample(), other] {
+            let (id, bytes) = f.encode();
+            std::fs::write(dir.path().join(format!("{}.idx", id.to_hex())), &bytes).unwrap();
+        }
+        let idx = Index::load(dir.path()).unwrap();
+        assert_eq!(
+            idx.len(),
+            20,
+            "15 objects, 5 of them twice, 10 listed twice from the same pack"
+        );
+        let dup = ObjectId::hash(&[1, 2]);
+        let packs: Vec<ObjectId> = idx.copies(&dup).iter().map(|e| idx.pack_id(e.pack)).collect();
+        assert_eq!(packs.len(), 2);
+        assert!(packs.contains(&ObjectId::hash(&[1])) && packs.contains(&ObjectId::hash(b"another pack")));
+        assert_eq!(idx.copies(&ObjectId::hash(&[0, 2])).len(), 1);
+        assert_eq!(idx.file_packs.len(), 2);
     }
 }

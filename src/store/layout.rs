@@ -9,6 +9,11 @@ use crate::format::id::ObjectId;
 /// The directories every store has.
 pub const DIRS: [&str; 6] = ["packs", "index", "snapshots", "cache", "tmp", "pins"];
 
+pub const CONFIG: &str = "config";
+pub const LOCK: &str = "lock";
+/// The files at the store's top level.
+pub const FILES: [&str; 2] = [CONFIG, LOCK];
+
 /// `packs/<xx>/<id>.pack`
 pub fn pack(id: &ObjectId) -> PathBuf {
     let hex = id.to_hex();

@@ -6,13 +6,18 @@
 //! `cache/<ws>.stat`, `tmp/` (temp files of live or crashed writers) and
 //! `lock` (writers hold a shared `flock` on it).
 //!
-//! Invariant: every object handed out by `read_object` has been checked
-//! against its id; nothing unverified leaves this module.
+//! Invariants: every object handed out by `read_object` has been checked
+//! against its id, and no object is decompressed beyond the size the store
+//! allows for its kind; nothing unverified leaves this module. A store
+//! whose layout directories, lock or config are symlinks is refused, and
+//! every store file is read through `file` (never following a symlink,
+//! never blocking on a FIFO).
 //!
 //! Uses `format` and `util`; no module outside `store/` names a store
 //! directory (`layout` does).
 
 pub mod cleanup;
+pub mod file;
 pub mod index;
 pub mod layout;
 pub mod pack_writer;
@@ -29,8 +34,8 @@ use crate::format::id::ObjectId;
 use crate::format::pack::ObjectKind;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::Tree;
+use crate::store::file::FileKind;
 use crate::store::index::Index;
-use crate::util::fs as fsutil;
 
 /// Where the store lives: `--store`, else `$MOAT_STORE`, else
 /// `$MOAT_HOME/store`, else `~/.moat/store`.
@@ -84,33 +89,48 @@ pub struct SnapshotRecord {
 impl Store {
     /// Opens the store at `root`, creating it on first use.
     pub fn open_or_create(root: &Path) -> Result<Self> {
+        fs::create_dir_all(root).at(root)?;
+        file::check_layout(root, &layout::DIRS, &layout::FILES)?;
         for d in layout::DIRS {
-            fs::create_dir_all(root.join(d)).at(root.join(d))?;
-        }
-        let cfg_path = root.join("config");
-        if !cfg_path.exists() {
-            let (mut f, tmp) = fsutil::create_temp(&root.join("tmp"), "config")?;
-            std::io::Write::write_all(&mut f, &StoreConfig::new_default().encode()).at(&tmp)?;
-            f.sync_all().at(&tmp)?;
-            // link() never replaces: of two racing creators, one config wins.
-            let linked = fs::hard_link(&tmp, &cfg_path);
-            let _ = fs::remove_file(&tmp);
-            match linked {
-                Ok(()) => fsutil::fsync_dir(root)?,
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(Error::io(&cfg_path, e)),
+            let p = root.join(d);
+            match fs::create_dir(&p) {
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(Error::io(&p, e)),
+                _ => {}
             }
+        }
+        // Again: a racing process may have put anything in place meanwhile.
+        file::check_layout(root, &layout::DIRS, &layout::FILES)?;
+        let cfg_path = root.join(layout::CONFIG);
+        if fs::symlink_metadata(&cfg_path).is_err() {
+            Self::create_config(root, &cfg_path)?;
         }
         Self::open(root)
     }
 
+    fn create_config(root: &Path, cfg_path: &Path) -> Result<()> {
+        let (mut f, tmp) = file::create_temp(&root.join("tmp"), "config")?;
+        let res = file::write(
+            FileKind::Config,
+            &mut f,
+            &tmp,
+            &StoreConfig::new_default().encode(),
+        )
+        .and_then(|()| f.sync_all().map_err(|e| Error::store_write(&tmp, e)))
+        // link() never replaces: of two racing creators, one config wins.
+        .map(|()| fs::hard_link(&tmp, cfg_path));
+        let _ = fs::remove_file(&tmp);
+        match res? {
+            Ok(()) => file::fsync_dir(root),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(Error::store_write(cfg_path, e)),
+        }
+    }
+
     /// Opens an existing store.
     pub fn open(root: &Path) -> Result<Self> {
-        let cfg_path = root.join("config");
-        let data = fs::read(&cfg_path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::NoStore(root.to_path_buf()),
-            _ => Error::io(&cfg_path, e),
-        })?;
+        file::check_layout(root, &layout::DIRS, &layout::FILES)?;
+        let cfg_path = root.join(layout::CONFIG);
+        let data = file::read_if_exists(&cfg_path)?.ok_or_else(|| Error::NoStore(root.to_path_buf()))?;
         Ok(Store {
             root: root.to_path_buf(),
             config: StoreConfig::decode(&data, &cfg_path)?,
@@ -157,6 +177,11 @@ impl Store {
         self.root.join(layout::stat_cache(ws))
     }
 
+    /// The stat cache of workspace `ws`, if it has one.
+    pub fn read_stat_cache(&self, ws: &Path) -> Result<Option<Vec<u8>>> {
+        file::read_if_exists(&self.stat_cache_path(ws))
+    }
+
     /// The stat caches of every workspace.
     pub fn stat_cache_paths(&self) -> Vec<PathBuf> {
         fs::read_dir(self.root.join("cache"))
@@ -169,46 +194,52 @@ impl Store {
 
     /// Replaces the stat cache of workspace `ws` (not fsynced: it is a cache).
     pub fn write_stat_cache(&self, ws: &Path, bytes: &[u8]) -> Result<()> {
-        fsutil::atomic_write(&self.tmp_dir(), &self.stat_cache_path(ws), bytes, false)
+        let dest = self.stat_cache_path(ws);
+        file::write_atomic(&self.tmp_dir(), FileKind::StatCache, &dest, bytes, false)
+    }
+
+    /// Removes a stat cache (gc: its workspace is gone).
+    pub fn delete_stat_cache(&self, path: &Path) -> Result<bool> {
+        file::remove(path)
     }
 
     /// Publishes an index file (temp, fsync, rename); returns its id.
-    pub fn write_index(&self, file: &crate::format::index::IndexFile) -> Result<ObjectId> {
-        let (id, bytes) = file.encode();
-        fsutil::atomic_write(&self.tmp_dir(), &self.index_path(&id), &bytes, true)?;
+    pub fn write_index(&self, idx: &crate::format::index::IndexFile) -> Result<ObjectId> {
+        let (id, bytes) = idx.encode();
+        file::write_atomic(
+            &self.tmp_dir(),
+            FileKind::Index,
+            &self.index_path(&id),
+            &bytes,
+            true,
+        )?;
         Ok(id)
     }
 
     /// Removes index files (gc, after publishing the one that replaces them).
     pub fn delete_index_files(&self, ids: &[ObjectId]) -> Result<()> {
         for f in ids {
-            let p = self.index_path(f);
-            fs::remove_file(&p).at(&p)?;
+            file::remove(&self.index_path(f))?;
         }
-        fsutil::fsync_dir(&self.index_dir())
+        file::fsync_dir(&self.index_dir())
     }
 
-    /// The lock file, opened read-only where the store is (readers of a
-    /// read-only store can still lock it: flock needs no write access).
+    /// Removes a pack file (gc, or a failed writer's own unindexed pack);
+    /// an emptied fan-out directory goes too. Returns whether it existed.
+    pub fn delete_pack(&self, id: &ObjectId) -> Result<bool> {
+        let path = self.pack_path(id);
+        let existed = file::remove(&path)?;
+        if let Some(dir) = path.parent() {
+            let _ = fs::remove_dir(dir);
+        }
+        Ok(existed)
+    }
+
+    /// The lock file (created if absent; read-only where the store is:
+    /// flock needs no write access).
     fn lock_file(&self) -> Result<(File, PathBuf)> {
-        let path = self.root.join("lock");
-        let f = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path);
-        let f = match f {
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
-                ) =>
-            {
-                File::open(&path)
-            }
-            other => other,
-        };
-        Ok((f.at(&path)?, path))
+        let path = self.root.join(layout::LOCK);
+        Ok((file::open_lock(&path)?, path))
     }
 
     /// A shared lock held by every writer for as long as it writes; `gc`
@@ -237,15 +268,11 @@ impl Store {
     /// Pins a snapshot: no retention policy removes it.
     pub fn pin(&self, id: &ObjectId) -> Result<()> {
         let p = self.root.join(layout::pin(id));
-        fsutil::atomic_write(&self.tmp_dir(), &p, b"", true)
+        file::write_atomic(&self.tmp_dir(), FileKind::Pin, &p, b"", true)
     }
 
     pub fn unpin(&self, id: &ObjectId) -> Result<()> {
-        let p = self.root.join(layout::pin(id));
-        match fs::remove_file(&p) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&p, e)),
-            _ => Ok(()),
-        }
+        file::remove(&self.root.join(layout::pin(id))).map(|_| ())
     }
 
     pub fn pinned(&self) -> Result<std::collections::HashSet<ObjectId>> {
@@ -266,7 +293,7 @@ impl Store {
         let path = self.root.join(layout::snapshot(id));
         fs::remove_file(&path).at(&path)?;
         let _ = self.unpin(id);
-        fsutil::fsync_dir(&self.root.join("snapshots"))
+        file::fsync_dir(&self.root.join("snapshots"))
     }
 
     /// The merged index, loaded on first use and after `invalidate_index`.
@@ -291,36 +318,83 @@ impl Store {
         if let Some(m) = maps.get(id) {
             return Ok(m.clone());
         }
-        let path = self.pack_path(id);
-        let file = File::open(&path).at(&path)?;
-        // SAFETY: published packs are immutable; moat never writes to one.
-        let map = Arc::new(unsafe { memmap2::Mmap::map(&file) }.at(&path)?);
+        let map = Arc::new(file::map(&self.pack_path(id))?);
         maps.insert(*id, map.clone());
         Ok(map)
     }
 
-    /// Reads one object, decompressed and verified against its id.
-    pub fn read_object(&self, id: &ObjectId, kind: ObjectKind) -> Result<Vec<u8>> {
-        let idx = self.index()?;
-        let e = idx.get(id).ok_or_else(|| Error::MissingObject {
-            id: *id,
-            by: format!("a {} reference", kind.name()),
-        })?;
+    /// A published pack, mapped (shared with every reader in this process).
+    pub fn map_pack(&self, id: &ObjectId) -> Result<Arc<memmap2::Mmap>> {
+        self.pack_map(id)
+    }
+
+    /// Decodes one stored object of a pack and verifies it: its claimed
+    /// size against what the store allows for its kind (before anything is
+    /// allocated), then its content against its id.
+    pub fn decode_object(
+        &self,
+        o: &crate::format::pack::PackEntry,
+        stored: &[u8],
+    ) -> Result<Vec<u8>, String> {
+        let limit = crate::format::pack::max_raw_len(o.kind, self.config.chunk_max);
+        if o.raw_len > limit {
+            return Err(format!(
+                "claims {} bytes, over the limit of {limit} bytes for a {} in this store",
+                o.raw_len,
+                o.kind.name()
+            ));
+        }
+        crate::format::compress::decode(&o.id, o.compression, o.raw_len, stored)
+    }
+
+    /// The stored bytes of index entry `e` in the mapped pack `map`.
+    pub fn stored<'m>(e: &crate::format::index::IndexEntry, map: &'m [u8]) -> Result<&'m [u8], String> {
+        let start = e.offset as usize;
+        map.get(start..start.saturating_add(e.stored_len as usize))
+            .ok_or_else(|| "lies beyond the end of the pack (truncated pack?)".to_string())
+    }
+
+    /// Reads one copy of an object (index entry `e`), decompressed and
+    /// verified.
+    pub fn read_copy(&self, e: &crate::format::index::IndexEntry, idx: &Index) -> Result<Vec<u8>> {
         let pack_id = idx.pack_id(e.pack);
         let bad = |detail: String| Error::BadObject {
-            id: *id,
+            id: e.id,
             pack: pack_id.to_hex(),
             detail,
         };
-        if e.kind != kind {
-            return Err(bad(format!("is a {}, expected a {}", e.kind.name(), kind.name())));
-        }
         let map = self.pack_map(&pack_id)?;
-        let start = e.offset as usize;
-        let stored = map
-            .get(start..start + e.stored_len as usize)
-            .ok_or_else(|| bad("lies beyond the end of the pack (truncated pack?)".into()))?;
-        crate::format::compress::decode(id, e.compression, e.raw_len, stored).map_err(bad)
+        let stored = Self::stored(e, &map).map_err(bad)?;
+        self.decode_object(&e.to_pack_entry(), stored).map_err(bad)
+    }
+
+    /// Reads one object, decompressed and verified against its id. When
+    /// the store holds several copies, the first that verifies is used.
+    pub fn read_object(&self, id: &ObjectId, kind: ObjectKind) -> Result<Vec<u8>> {
+        let idx = self.index()?;
+        let copies = idx.copies(id);
+        let mut first_err = None;
+        for e in copies {
+            let res = if e.kind != kind {
+                Err(Error::BadObject {
+                    id: *id,
+                    pack: idx.pack_id(e.pack).to_hex(),
+                    detail: format!("is a {}, expected a {}", e.kind.name(), kind.name()),
+                })
+            } else {
+                self.read_copy(e, &idx)
+            };
+            match res {
+                Ok(data) => return Ok(data),
+                Err(err) => {
+                    first_err.get_or_insert(err);
+                }
+            }
+        }
+        Err(first_err.unwrap_or_else(|| Error::MissingObject {
+            id: *id,
+            by: format!("a {} reference", kind.name()),
+        }))
     }
 
     pub fn read_tree(&self, id: &ObjectId) -> Result<Tree> {
@@ -331,7 +405,7 @@ impl Store {
     /// Loads one snapshot file and checks it against its name.
     pub fn load_snapshot(&self, id: &ObjectId) -> Result<Snapshot> {
         let path = self.root.join(layout::snapshot(id));
-        let data = fs::read(&path).at(&path)?;
+        let data = file::read(&path)?;
         if ObjectId::hash(&data) != *id {
             return Err(Error::corrupt(&path, "snapshot", "content does not match its id"));
         }
@@ -370,7 +444,7 @@ impl Store {
     pub fn write_snapshot(&self, snap: &Snapshot) -> Result<ObjectId> {
         let (id, bytes) = snap.encode();
         let dest = self.root.join(layout::snapshot(&id));
-        fsutil::atomic_write(&self.tmp_dir(), &dest, &bytes, true)?;
+        file::write_atomic(&self.tmp_dir(), FileKind::Snapshot, &dest, &bytes, true)?;
         Ok(id)
     }
 

@@ -9,19 +9,17 @@
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::format::statcache::{CachedFile, StatCache};
 use crate::store::Store;
 
 /// Loads the stat cache of workspace `ws`; a missing file is an empty cache.
 pub fn load(store: &Store, ws: &Path) -> Result<StatCache> {
     let path = store.stat_cache_path(ws);
-    let data = match std::fs::read(&path) {
-        Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(StatCache::default()),
-        Err(e) => return Err(Error::io(&path, e)),
-    };
-    StatCache::decode(&data, &path)
+    match store.read_stat_cache(ws)? {
+        Some(data) => StatCache::decode(&data, &path),
+        None => Ok(StatCache::default()),
+    }
 }
 
 /// Replaces the stat cache of workspace `ws`.

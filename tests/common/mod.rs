@@ -2,7 +2,9 @@
 //! temp store, build trees, compare trees byte for byte.
 #![allow(dead_code)]
 
+pub mod hostile;
 pub mod reflink;
+pub mod tmpfs;
 
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
@@ -12,12 +14,15 @@ use std::process::{Command, Output};
 
 pub struct Env {
     pub dir: tempfile::TempDir,
+    /// The store, when it is not `dir/store` (see `with_store`).
+    store: Option<PathBuf>,
 }
 
 impl Env {
     pub fn new() -> Self {
         Env {
             dir: tempfile::tempdir().expect("tempdir"),
+            store: None,
         }
     }
 
@@ -25,11 +30,23 @@ impl Env {
     pub fn new_in(base: &Path) -> Self {
         Env {
             dir: tempfile::tempdir_in(base).expect("tempdir"),
+            store: None,
+        }
+    }
+
+    /// An environment whose store is `store` (e.g. on a small tmpfs) while
+    /// workspaces and restore targets stay in an ordinary temp dir.
+    pub fn with_store(store: &Path) -> Self {
+        Env {
+            store: Some(store.to_path_buf()),
+            ..Env::new()
         }
     }
 
     pub fn store(&self) -> PathBuf {
-        self.dir.path().join("store")
+        self.store
+            .clone()
+            .unwrap_or_else(|| self.dir.path().join("store"))
     }
 
     pub fn path(&self, p: &str) -> PathBuf {

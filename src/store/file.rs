@@ -1,0 +1,301 @@
+//! Store file I/O: every open, read, map, write, publish and delete of a
+//! file in the store goes through here, keyed by what kind of file it is.
+//!
+//! Invariants: a store file is opened with `O_NOFOLLOW|O_NONBLOCK` and its
+//! type checked with `fstat` on the open descriptor, so a symlink or a
+//! FIFO planted in the store is a clear error, never followed and never
+//! waited on. The store's layout directories, `lock` and `config` are
+//! never symlinks (`check_layout`), so nothing is written outside the
+//! store. Write failures are `Error::StoreWrite` (fatal to a capture,
+//! unlike a workspace read error) and leave no temp file behind.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoContext, Result};
+use crate::util::{fault, fs as fsutil};
+
+/// What a store file is: names its failpoint and its error messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    Config,
+    Pack,
+    Index,
+    Snapshot,
+    Pin,
+    StatCache,
+}
+
+impl FileKind {
+    /// The failpoint every write of this kind passes (`util::fault`).
+    pub fn write_point(self) -> &'static str {
+        match self {
+            FileKind::Config => "config-write",
+            FileKind::Pack => "pack-write",
+            FileKind::Index => "index-write",
+            FileKind::Snapshot => "snapshot-write",
+            FileKind::Pin => "pin-write",
+            FileKind::StatCache => "cache-write",
+        }
+    }
+}
+
+/// The name of a file type that is not a regular file.
+fn type_name(t: fs::FileType) -> &'static str {
+    if t.is_dir() {
+        "directory"
+    } else if t.is_symlink() {
+        "symlink"
+    } else if t.is_fifo() {
+        "FIFO"
+    } else if t.is_socket() {
+        "socket"
+    } else if t.is_block_device() {
+        "block device"
+    } else if t.is_char_device() {
+        "character device"
+    } else {
+        "special file"
+    }
+}
+
+/// Checks, on the open descriptor, that `f` is a regular file.
+fn regular(f: File, path: &Path) -> Result<File> {
+    let t = f.metadata().at(path)?.file_type();
+    if t.is_file() {
+        Ok(f)
+    } else {
+        Err(Error::NotRegular {
+            path: path.to_path_buf(),
+            found: type_name(t),
+        })
+    }
+}
+
+/// A symlink in the last component fails with ELOOP under `O_NOFOLLOW`.
+fn open_error(path: &Path, e: io::Error) -> Error {
+    if e.raw_os_error() == Some(libc::ELOOP) {
+        Error::NotRegular {
+            path: path.to_path_buf(),
+            found: "symlink",
+        }
+    } else {
+        Error::io(path, e)
+    }
+}
+
+/// Opens an existing store file for reading.
+pub fn open(path: &Path) -> Result<File> {
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| open_error(path, e))?;
+    regular(f, path)
+}
+
+/// Reads a whole store file.
+pub fn read(path: &Path) -> Result<Vec<u8>> {
+    let mut f = open(path)?;
+    let len = f.metadata().at(path)?.len();
+    let mut data = Vec::with_capacity(usize::try_from(len).unwrap_or(0).saturating_add(1));
+    f.read_to_end(&mut data).at(path)?;
+    Ok(data)
+}
+
+/// Whether a store file exists (`lstat`): Ok(false) when absent, an
+/// error when something other than a regular file sits there.
+pub fn exists(path: &Path) -> Result<bool> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_file() => Ok(true),
+        Ok(m) => Err(Error::NotRegular {
+            path: path.to_path_buf(),
+            found: type_name(m.file_type()),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// Reads a store file that may be absent (`None`).
+pub fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>> {
+    match read(path) {
+        Ok(d) => Ok(Some(d)),
+        Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Maps a published (immutable) store file.
+pub fn map(path: &Path) -> Result<memmap2::Mmap> {
+    let f = open(path)?;
+    // SAFETY: published store files are never modified; moat never writes
+    // to one (new content gets a new name).
+    unsafe { memmap2::Mmap::map(&f) }.at(path)
+}
+
+/// Opens (creating it if absent) the lock file, read-write where the store
+/// allows it, else read-only (flock needs no write access).
+pub fn open_lock(path: &Path) -> Result<File> {
+    let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK;
+    let rw = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .custom_flags(flags)
+        .open(path);
+    let f = match rw {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
+            ) =>
+        {
+            OpenOptions::new().read(true).custom_flags(flags).open(path)
+        }
+        other => other,
+    };
+    regular(f.map_err(|e| open_error(path, e))?, path)
+}
+
+/// A new temp file in the store's `tmp/`.
+pub fn create_temp(tmp_dir: &Path, ext: &str) -> Result<(File, PathBuf)> {
+    fsutil::create_temp(tmp_dir, ext).map_err(|e| Error::store_write(tmp_dir, e))
+}
+
+/// Appends `data` to a store file being written.
+pub fn write(kind: FileKind, f: &mut impl io::Write, path: &Path, data: &[u8]) -> Result<()> {
+    fault::write_all(kind.write_point(), f, data).map_err(|e| Error::store_write(path, e))
+}
+
+/// Writes a whole store file atomically (temp, [fsync], rename, [fsync dir]).
+pub fn write_atomic(tmp_dir: &Path, kind: FileKind, dest: &Path, data: &[u8], durable: bool) -> Result<()> {
+    fsutil::atomic_write_as(
+        tmp_dir,
+        dest,
+        data,
+        durable,
+        kind.write_point(),
+        Error::store_write,
+    )
+}
+
+/// Moves a finished, fsynced temp file to `dest`, creating its fan-out
+/// directory (never through a symlink). Store files published this way
+/// are content-addressed, so replacing an existing file with the same name
+/// replaces it with the same bytes.
+pub fn publish(tmp: &Path, dest: &Path) -> Result<()> {
+    let parent = dest.parent().unwrap_or(Path::new("."));
+    match fs::create_dir(parent) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(Error::store_write(parent, e)),
+        _ => {}
+    }
+    real_dir(parent)?;
+    fs::rename(tmp, dest).map_err(|e| Error::store_write(dest, e))?;
+    fsync_dir(parent)
+}
+
+/// fsyncs a store directory.
+pub fn fsync_dir(dir: &Path) -> Result<()> {
+    fsutil::fsync_dir(dir).map_err(|e| Error::store_write(dir, e))
+}
+
+/// Removes a store file; an absent one is fine. Returns whether it existed.
+pub fn remove(path: &Path) -> Result<bool> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// `path` is a directory and not a symlink.
+fn real_dir(path: &Path) -> Result<()> {
+    let m = fs::symlink_metadata(path).at(path)?;
+    if m.file_type().is_dir() {
+        return Ok(());
+    }
+    let detail = if m.file_type().is_symlink() {
+        "is a symlink, not a directory".to_string()
+    } else {
+        format!("is a {}, not a directory", type_name(m.file_type()))
+    };
+    Err(Error::UnsafeStore {
+        path: path.to_path_buf(),
+        detail,
+    })
+}
+
+/// Refuses a store whose layout directories (`dirs`) or the files `files`
+/// (lock, config) are symlinks or of the wrong type. Absent ones are fine
+/// (created on first use).
+pub fn check_layout(root: &Path, dirs: &[&str], files: &[&str]) -> Result<()> {
+    for d in dirs {
+        let p = root.join(d);
+        match fs::symlink_metadata(&p) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&p, e)),
+            Ok(_) => real_dir(&p)?,
+        }
+    }
+    for f in files {
+        let p = root.join(f);
+        match fs::symlink_metadata(&p) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&p, e)),
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(Error::UnsafeStore {
+                    path: p,
+                    detail: "is a symlink".into(),
+                });
+            }
+            Ok(m) if !m.file_type().is_file() => {
+                return Err(Error::NotRegular {
+                    path: p,
+                    found: type_name(m.file_type()),
+                });
+            }
+            Ok(_) => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn special_files_and_symlinks_are_refused_without_blocking() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        assert!(matches!(
+            read(&fifo),
+            Err(Error::NotRegular { found: "FIFO", .. })
+        ));
+        assert!(matches!(
+            open_lock(&fifo),
+            Err(Error::NotRegular { found: "FIFO", .. })
+        ));
+        let target = d.path().join("target");
+        fs::write(&target, b"x").unwrap();
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(matches!(
+            read(&link),
+            Err(Error::NotRegular { found: "symlink", .. })
+        ));
+        assert_eq!(read(&target).unwrap(), b"x");
+        assert_eq!(read_if_exists(&d.path().join("absent")).unwrap(), None);
+        std::os::unix::fs::symlink(d.path(), d.path().join("dirlink")).unwrap();
+        let err = check_layout(d.path(), &["dirlink"], &[]).unwrap_err();
+        assert!(err.to_string().contains("symlink"), "{err}");
+        assert!(check_layout(d.path(), &["absent"], &["link"]).is_err());
+        assert!(check_layout(d.path(), &[], &["fifo"]).is_err());
+        assert!(check_layout(d.path(), &["absent"], &["target"]).is_ok());
+    }
+}
