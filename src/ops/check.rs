@@ -1,5 +1,12 @@
-//! `moat check`: verify that every snapshot is complete, and with
-//! `read_data` that every stored byte decodes to its id.
+//! `moat check`: verify that every snapshot is complete and would restore,
+//! and with `read_data` that every stored byte decodes to its id.
+//!
+//! Invariants: whatever restore or rollback would refuse, check reports
+//! (a tree that does not decode, a tree id naming a chunk or a chunk id
+//! naming a tree, a missing object, an object claiming more than the store
+//! allows, a file whose chunks do not add up to its size), each with its
+//! snapshot and path, and it goes on after every problem. Every pack is
+//! read once and every index entry looked at once (linear in the store).
 
 use std::collections::HashSet;
 
@@ -7,10 +14,11 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::format::id::ObjectId;
-use crate::format::pack;
+use crate::format::index::IndexEntry;
+use crate::format::pack::{self, ObjectKind};
 use crate::format::tree::Content;
-use crate::store::Store;
 use crate::store::index::Index;
+use crate::store::{SnapshotRecord, Store};
 use crate::util::progress::Progress;
 
 #[derive(Clone, Debug, Default)]
@@ -39,61 +47,45 @@ pub fn check(store: &Store, opts: &CheckOptions, progress: &dyn Progress) -> Res
     r.problems.extend(bad.iter().map(|e| e.to_string()));
     r.snapshots = snaps.len() as u64;
 
-    let mut trees = HashSet::new();
-    let mut chunks = HashSet::new();
+    let mut seen = Seen::default();
     progress.start("checking snapshots", snaps.len() as u64);
     for s in &snaps {
-        let mut stack = vec![(s.snap.root, String::new())];
-        while let Some((id, path)) = stack.pop() {
-            if !trees.insert(id) {
-                continue;
-            }
-            let tree = match store.read_tree(&id) {
-                Ok(t) => t,
-                Err(e) => {
-                    r.problems
-                        .push(format!("snapshot {} at /{path}: {e}", s.id.short()));
-                    continue;
-                }
-            };
-            for e in tree.entries {
-                let child = format!("{path}{}", String::from_utf8_lossy(&e.name));
-                match e.content {
-                    Content::Dir(sub) => stack.push((sub, format!("{child}/"))),
-                    Content::File(ids) => {
-                        for c in ids {
-                            if chunks.insert(c) && !index.contains(&c) {
-                                r.problems.push(format!(
-                                    "snapshot {}: chunk {c} of /{child} is missing from the store",
-                                    s.id.short()
-                                ));
-                            }
-                        }
-                    }
-                    Content::Symlink(_) => {}
-                }
-            }
-        }
+        walk(store, &index, s, &mut seen, &mut r.problems);
         progress.inc(1);
     }
-    r.trees = trees.len() as u64;
-    r.chunks = chunks.len() as u64;
+    r.trees = seen.trees.len() as u64;
+    r.chunks = seen.chunks.len() as u64;
     r.packs = index.packs().len() as u64;
 
-    for p in index.packs() {
-        if !store.pack_path(p).exists() {
-            r.problems
-                .push(format!("pack {p} is listed in the index but missing"));
+    let mut present = vec![false; index.packs().len()];
+    for (n, p) in index.packs().iter().enumerate() {
+        match crate::store::file::exists(&store.pack_path(p)) {
+            Ok(true) => present[n] = true,
+            Ok(false) => r
+                .problems
+                .push(format!("pack {p} is listed in the index but missing")),
+            Err(e) => r.problems.push(e.to_string()),
         }
     }
     if opts.read_data {
+        // Index entries by pack, once: verifying a pack then looks only at
+        // its own entries.
+        let mut by_pack: Vec<Vec<&IndexEntry>> = vec![Vec::new(); index.packs().len()];
+        for e in index.entries() {
+            by_pack[e.pack as usize].push(e);
+        }
         progress.start("reading packs", index.packs().len() as u64);
         let found: Vec<Vec<String>> = index
             .packs()
             .par_iter()
-            .enumerate()
-            .map(|(n, p)| {
-                let out = verify_pack(store, &index, n as u32, p);
+            .zip(by_pack.par_iter())
+            .zip(present.par_iter())
+            .map(|((p, listed), &here)| {
+                let out = if here {
+                    verify_pack(store, p, listed)
+                } else {
+                    Vec::new()
+                };
                 progress.inc(1);
                 out
             })
@@ -111,12 +103,89 @@ pub fn check(store: &Store, opts: &CheckOptions, progress: &dyn Progress) -> Res
     Ok(r)
 }
 
-/// Reads a whole pack: its id, framing, and every object it holds.
-fn verify_pack(store: &Store, index: &Index, n: u32, id: &ObjectId) -> Vec<String> {
+/// Objects already checked (shared subtrees and chunks are checked once).
+#[derive(Default)]
+struct Seen {
+    trees: HashSet<ObjectId>,
+    chunks: HashSet<ObjectId>,
+}
+
+/// Checks every tree and file a snapshot reaches.
+fn walk(store: &Store, index: &Index, s: &SnapshotRecord, seen: &mut Seen, problems: &mut Vec<String>) {
+    let chunk_max = store.config.chunk_max;
+    let mut stack = vec![(s.snap.root, String::new())];
+    while let Some((id, path)) = stack.pop() {
+        if !seen.trees.insert(id) {
+            continue;
+        }
+        let tree = match store.read_tree(&id) {
+            Ok(t) => t,
+            Err(e) => {
+                problems.push(format!("snapshot {} at /{path}: {e}", s.id.short()));
+                continue;
+            }
+        };
+        for e in tree.entries {
+            let child = format!("{path}{}", String::from_utf8_lossy(&e.name));
+            match e.content {
+                Content::Dir(sub) => stack.push((sub, format!("{child}/"))),
+                Content::File(ids) => {
+                    for p in check_file(index, chunk_max, &ids, e.size, &mut seen.chunks) {
+                        problems.push(format!("snapshot {}: /{child}: {p}", s.id.short()));
+                    }
+                }
+                Content::Symlink(_) => {}
+            }
+        }
+    }
+}
+
+/// What restore would refuse in one file entry: a chunk that is missing,
+/// is not a chunk, or claims more than a chunk may hold (each reported at
+/// the first file naming it), or chunks that do not add up to `size`.
+fn check_file(
+    index: &Index,
+    chunk_max: u32,
+    ids: &[ObjectId],
+    size: u64,
+    seen: &mut HashSet<ObjectId>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut total = Some(0u64);
+    for c in ids {
+        let first = seen.insert(*c);
+        let copies = index.copies(c);
+        let Some(e) = copies.iter().find(|e| e.kind == ObjectKind::Chunk) else {
+            total = None;
+            if first {
+                out.push(match copies.first() {
+                    None => format!("chunk {c} is missing from the store"),
+                    Some(e) => format!("chunk {c} names a {}, not a chunk", e.kind.name()),
+                });
+            }
+            continue;
+        };
+        if e.raw_len > chunk_max && first {
+            out.push(format!(
+                "chunk {c} claims {} bytes, over the store's limit of {chunk_max} for a chunk",
+                e.raw_len
+            ));
+        }
+        total = total.and_then(|t| t.checked_add(u64::from(e.raw_len)));
+    }
+    if let Some(t) = total.filter(|t| *t != size) {
+        out.push(format!("its size is {size} bytes but its chunks hold {t}"));
+    }
+    out
+}
+
+/// Reads a whole pack: its id, framing, every object it holds, and that
+/// each index entry naming it (`listed`) matches its table.
+fn verify_pack(store: &Store, id: &ObjectId, listed: &[&IndexEntry]) -> Vec<String> {
     let path = store.pack_path(id);
-    let data = match std::fs::read(&path) {
+    let data = match store.map_pack(id) {
         Ok(d) => d,
-        Err(_) => return Vec::new(), // reported as missing already
+        Err(e) => return vec![e.to_string()],
     };
     if ObjectId::hash(&data) != *id {
         return vec![format!("pack {id}: content does not match its name (damaged)")];
@@ -128,7 +197,7 @@ fn verify_pack(store: &Store, index: &Index, n: u32, id: &ObjectId) -> Vec<Strin
     let mut problems = Vec::new();
     for e in &entries {
         let stored = &data[e.offset as usize..][..e.stored_len as usize];
-        if let Err(d) = crate::format::compress::decode(&e.id, e.compression, e.raw_len, stored) {
+        if let Err(d) = store.decode_object(e, stored) {
             problems.push(
                 Error::BadObject {
                     id: e.id,
@@ -139,10 +208,12 @@ fn verify_pack(store: &Store, index: &Index, n: u32, id: &ObjectId) -> Vec<Strin
             );
         }
     }
-    let in_pack: HashSet<(ObjectId, u32, u32)> =
-        entries.iter().map(|e| (e.id, e.offset, e.stored_len)).collect();
-    for e in index.entries().iter().filter(|e| e.pack == n) {
-        if !in_pack.contains(&(e.id, e.offset, e.stored_len)) {
+    let in_pack: HashSet<(ObjectId, ObjectKind, u32, u32, u32)> = entries
+        .iter()
+        .map(|e| (e.id, e.kind, e.offset, e.stored_len, e.raw_len))
+        .collect();
+    for e in listed {
+        if !in_pack.contains(&(e.id, e.kind, e.offset, e.stored_len, e.raw_len)) {
             problems.push(format!("index entry for {} does not match pack {id}", e.id));
         }
     }
