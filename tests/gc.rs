@@ -248,3 +248,98 @@ fn gc_applies_the_workspace_retention_config() {
     assert!(out.contains("3 snapshots removed, 2 kept"), "{out}");
     assert_eq!(ids(&env, &ws), want[3..].to_vec());
 }
+
+/// Item 3: two writers stored the same chunk (two packs, two index files)
+/// and one copy is damaged. gc must keep a copy that verifies, whichever
+/// one is damaged; with every copy damaged it deletes none and says so.
+#[test]
+fn gc_keeps_a_copy_that_verifies() {
+    use common::hostile::*;
+    use moat::format::pack::{ObjectKind, parse};
+    use moat::store::writer::ObjectWriter;
+    for damaged in [&[0usize][..], &[1], &[0, 1]] {
+        let env = Env::new();
+        let forge = Forge::new(&env);
+        let shared = noise(200 << 10, 31);
+        let own = [b"only in the first session".as_slice(), b"only in the second"];
+        // Both sessions start before either publishes, so neither knows
+        // the other stores `shared` too.
+        let (w1, w2) = (
+            ObjectWriter::new(&forge.store).unwrap(),
+            ObjectWriter::new(&forge.store).unwrap(),
+        );
+        let c = w1.put_chunk(&shared).unwrap();
+        w2.put_chunk(&shared).unwrap();
+        let extra = [w1.put_chunk(own[0]).unwrap(), w2.put_chunk(own[1]).unwrap()];
+        w1.finish().unwrap();
+        w2.finish().unwrap();
+        forge.store.invalidate_index();
+        let kept = forge.commit(
+            &[tree(vec![file(b"shared.bin", shared.len() as u64, vec![c])])],
+            &[],
+        );
+        for (x, data) in extra.iter().zip(own) {
+            let t = tree(vec![file(b"own", data.len() as u64, vec![*x])]);
+            let doomed = forge.commit(&[t], &[]);
+            env.ok(&["snapshots", "delete", &doomed]);
+        }
+        // The two packs holding `shared`, and the damage.
+        let mut holders = Vec::new();
+        let mut stack = vec![env.store().join("packs")];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                if e.file_type().unwrap().is_dir() {
+                    stack.push(e.path());
+                    continue;
+                }
+                let data = std::fs::read(e.path()).unwrap();
+                let entries = parse(&data, &e.path()).unwrap();
+                if let Some(ent) = entries.iter().find(|x| x.id == c && x.kind == ObjectKind::Chunk) {
+                    holders.push((e.path(), ent.offset as usize + ent.stored_len as usize / 2));
+                }
+            }
+        }
+        holders.sort();
+        assert_eq!(holders.len(), 2, "two copies of the shared chunk");
+        for &k in damaged {
+            let (path, at) = &holders[k];
+            let mut data = std::fs::read(path).unwrap();
+            data[*at] ^= 0x55;
+            std::fs::write(path, data).unwrap();
+        }
+        if damaged.len() == 1 {
+            // Readers fall back to the copy that verifies.
+            let target = env.path("before-gc");
+            env.restore(&kept, &target);
+            assert_eq!(std::fs::read(target.join("shared.bin")).unwrap(), shared);
+        }
+        let out = env
+            .cmd()
+            .args(["gc", "--all", "--min-age", "0s"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        if damaged.len() == 2 {
+            assert!(
+                !out.status.success(),
+                "every copy damaged: gc must say so\n{}",
+                show(&out)
+            );
+            assert!(err.contains(&c.to_hex()) && err.contains("no copy"), "{err}");
+            for (path, _) in &holders {
+                assert!(path.exists(), "gc deleted a copy of an object with no good copy");
+            }
+            continue;
+        }
+        assert!(out.status.success(), "damaged {damaged:?}: {}", show(&out));
+        let (bad, _) = &holders[damaged[0]];
+        assert!(
+            !bad.exists(),
+            "damaged {damaged:?}: the damaged copy's pack is dead and goes"
+        );
+        env.ok(&["check", "--read-data"]);
+        let target = env.path("out");
+        env.restore(&kept, &target);
+        assert_eq!(std::fs::read(target.join("shared.bin")).unwrap(), shared);
+    }
+}

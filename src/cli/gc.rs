@@ -131,7 +131,21 @@ pub fn run_gc(ctx: &Ctx, a: GcArgs) -> moat::Result<i32> {
         r.packs_repacked,
         r.packs_written
     );
-    Ok(0)
+    for n in &r.notes {
+        eprintln!("moat: note: {n}");
+    }
+    for p in &r.problems {
+        eprintln!("moat: problem: {p}");
+    }
+    if r.problems.is_empty() {
+        Ok(0)
+    } else {
+        eprintln!(
+            "moat: gc found {} damaged object(s) and kept every copy of them",
+            r.problems.len()
+        );
+        Ok(1)
+    }
 }
 
 fn age(ns: i64) -> String {

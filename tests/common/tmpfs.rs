@@ -97,6 +97,17 @@ impl Tmpfs {
         assert_eq!(self.free_bytes(), 0, "the tmpfs should be full");
     }
 
+    /// Fills the filesystem, then frees `bytes` of it again.
+    pub fn fill_leaving(&self, bytes: u64) {
+        self.fill();
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(self.filler())
+            .expect("open filler");
+        let len = f.metadata().expect("stat filler").len();
+        f.set_len(len.saturating_sub(bytes)).expect("shrink filler");
+    }
+
     /// Removes the filler: the space `fill` took is free again.
     pub fn free(&self) {
         let _ = std::fs::remove_file(self.filler());
