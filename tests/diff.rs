@@ -129,7 +129,8 @@ fn non_utf8_names_type_changes_and_empty_dirs() {
     fs::remove_file(ws.join("f")).unwrap();
     fs::create_dir_all(ws.join("f/empty")).unwrap();
     let out = env.ok(&["diff", &a]);
-    assert_eq!(out, "A\td\nD\td/f\nD\tf\nA\tf/empty/\nM\tn\u{fffd}x\n", "{out}");
+    // A byte that is not UTF-8 is shown as git shows it: quoted, in octal.
+    assert_eq!(out, "A\td\nD\td/f\nD\tf\nA\tf/empty/\nM\t\"n\\377x\"\n", "{out}");
 }
 
 #[test]
@@ -158,4 +159,53 @@ fn log_lists_the_snapshots_that_changed_a_path() {
     let p = cmd(&["log", "src", "-p"]);
     assert!(p.contains("-v1\n") && p.contains("+v2"), "{p}");
     assert_eq!(cmd(&["log"]).lines().count(), 3);
+}
+
+#[test]
+fn a_corrupt_tree_size_does_not_panic_diff() {
+    use moat::ObjectId;
+    use moat::format::tree::Tree;
+    let env = Env::new();
+    let (x, y) = (ObjectId::hash(b"hello\n"), ObjectId::hash(b"world\n"));
+    let tree = |size: u64, c: ObjectId| Tree {
+        entries: vec![hostile::file(b"f", size, vec![c])],
+    };
+    let forge = hostile::Forge::new(&env);
+    let a = forge.commit(&[tree(6, x)], &[b"hello\n"]);
+    for size in [u64::MAX, 1 << 62, (16 << 20) + 1] {
+        let b = forge.commit_with(&[tree(size, y)], &[b"world\n"], |s| s.time_ns = size as i64);
+        for mode in ["-p", "--stat", "--json", "--name-status"] {
+            let out = output_within(env.cmd().args(["diff", mode, &a, &b]), 60);
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{mode} {size}: {}", show(&out));
+            assert!(text.contains('f'), "{mode}: {text}");
+        }
+    }
+}
+
+#[test]
+fn large_files_are_summarised_not_read_whole() {
+    let env = Env::new();
+    let ws = env.path("ws");
+    let line = "a line of an enormous generated text file\n";
+    let mut big = line.repeat((17 << 20) / line.len());
+    write(&ws.join("big.txt"), big.as_bytes());
+    let a = env.snapshot(&ws);
+    big.replace_range(..4, "AN L");
+    write(&ws.join("big.txt"), big.as_bytes());
+    let mut cmd = env.cmd();
+    let live = output_within(cmd.args(["diff", "-p", &a]).current_dir(&ws), 60);
+    assert!(live.status.success(), "{}", show(&live));
+    let b = env.snapshot(&ws);
+    for out in [live.stdout, env.ok(&["diff", "-p", &a, &b]).into_bytes()] {
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.contains("too large for a text diff") && text.len() < 1000,
+            "{text:.2000}"
+        );
+    }
+    let stat = env.ok(&["diff", "--stat", &a, &b]);
+    assert!(stat.contains("big.txt") && stat.contains("bytes"), "{stat}");
+    let v: serde_json::Value = serde_json::from_str(&env.ok(&["diff", "--json", &a, &b])).unwrap();
+    assert_eq!(v[0]["added_lines"], serde_json::Value::Null, "{v}");
 }

@@ -101,7 +101,8 @@ pub struct CaptureReport {
 pub struct Scan {
     pub ws: PathBuf,
     pub start_ns: i64,
-    /// The filesystem clock at the start (the stat cache's racy line).
+    /// The workspace filesystem's clock at the start (the stat cache's racy
+    /// line).
     pub cache_ns: i64,
     pub root: ObjectId,
     /// The stat cache entries describing the workspace as scanned.
@@ -145,7 +146,9 @@ fn prepare(
 ) -> Result<Pending> {
     let started = Instant::now();
     let start_ns = crate::util::now_ns();
-    let cache_ns = crate::util::fs_clock_ns(&store.tmp_dir());
+    // The workspace's own clock: on another filesystem (NFS, a coarse
+    // granularity) the store's could run ahead of its mtimes.
+    let cache_ns = crate::util::fs_clock_ns(ws);
     let mut warnings = Vec::new();
     let mut wopts = walk_opts.clone();
     wopts.skip_dirs.extend(store.own_dirs());

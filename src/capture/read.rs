@@ -7,7 +7,6 @@
 //! error (full disk, EIO) fails the capture.
 
 use std::fs::File;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use rayon::prelude::*;
@@ -107,11 +106,10 @@ fn chunk_bytes(data: &[u8], params: ChunkParams, writer: &ObjectWriter) -> Resul
     }
 }
 
+/// A regular file, never through a symlink, never waiting on a FIFO
+/// swapped in since the walk.
 fn open(path: &Path) -> std::io::Result<File> {
-    File::options()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
+    crate::util::fs::open_regular(path, false).map(|(f, _)| f)
 }
 
 fn chunk_file(
@@ -138,4 +136,27 @@ fn chunk_file(
         Ok(())
     })?;
     Ok((ids, len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+    use crate::util::testing::{mkfifo, within};
+
+    #[test]
+    fn a_fifo_in_place_of_a_file_is_skipped_not_waited_on() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("f");
+        mkfifo(&fifo);
+        let root = d.path().join("store");
+        let skipped = within(20, move || {
+            let store = Store::open_or_create(&root).unwrap();
+            let writer = ObjectWriter::new(&store).unwrap();
+            let r = read_file(&fifo, ChunkParams::from_config(&store.config), &writer).unwrap();
+            writer.abandon();
+            matches!(r, FileResult::Skipped(w) if w.contains("not a regular file"))
+        });
+        assert!(skipped);
+    }
 }

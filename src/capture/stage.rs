@@ -27,7 +27,7 @@ use rayon::prelude::*;
 use crate::error::{IoContext, Result};
 use crate::format::statcache::FileStat;
 use crate::store::Store;
-use crate::worktree::clone::{self, Cloner, Outcome};
+use crate::worktree::clone::{Cloner, Outcome};
 use crate::worktree::walk::Node;
 
 /// Attempts before a file that keeps changing is left to a direct read.
@@ -191,10 +191,9 @@ pub fn stage_files(
     Ok(Staging { dir, copies, report })
 }
 
-/// Opens a workspace file and its stat, if it is a regular file.
+/// Opens a workspace file and its stat, if it is (still) a regular file.
 fn open(src: &Path) -> Option<(std::fs::File, FileStat)> {
-    let file = clone::open_source(src).ok()?;
-    let meta = file.metadata().ok().filter(|m| m.is_file())?;
+    let (file, meta) = crate::util::fs::open_regular(src, false).ok()?;
     Some((file, FileStat::of(&meta)))
 }
 
@@ -237,4 +236,41 @@ fn clone_one(cloner: &dyn Cloner, src: &Path, dst: &Path) -> One {
         let _ = std::fs::remove_file(dst);
     }
     One::Direct(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::util::testing::{mkfifo, within};
+
+    /// A FIFO swapped in for a file between the walk's lstat and staging's
+    /// open is left to the direct read (which skips it), never waited on.
+    #[test]
+    fn a_fifo_swapped_in_after_the_walk_is_not_waited_on() {
+        let d = tempfile::tempdir().unwrap();
+        let ws = d.path().join("ws");
+        std::fs::create_dir(&ws).unwrap();
+        std::fs::write(ws.join("small"), b"data").unwrap();
+        std::fs::write(ws.join("large"), vec![1u8; 200_000]).unwrap();
+        let ws = crate::worktree::workspace_root(&ws).unwrap();
+        let (nodes, _) = crate::worktree::walk::walk(&ws, &Default::default()).unwrap();
+        assert_eq!(nodes.len(), 2);
+        for n in ["small", "large"] {
+            std::fs::remove_file(ws.join(n)).unwrap();
+            mkfifo(&ws.join(n));
+        }
+        let store = Store::open_or_create(&d.path().join("store")).unwrap();
+        let staged = within(20, move || {
+            let s = stage_files(
+                &store,
+                &ws,
+                &nodes,
+                &[0, 1],
+                Some(crate::worktree::clone::cloner(true)),
+            )
+            .unwrap();
+            s.copies.iter().filter(|c| c.is_some()).count()
+        });
+        assert_eq!(staged, 0);
+    }
 }

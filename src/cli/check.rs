@@ -23,10 +23,10 @@ pub fn run(ctx: &Ctx, a: CheckArgs) -> moat::Result<i32> {
         progress.as_ref(),
     )?;
     for n in &r.notes {
-        eprintln!("moat: note: {n}");
+        errln!("moat: note: {n}");
     }
     for p in &r.problems {
-        eprintln!("moat: problem: {p}");
+        errln!("moat: problem: {p}");
     }
     let what = if a.read_data {
         "all data read and verified"
@@ -35,14 +35,17 @@ pub fn run(ctx: &Ctx, a: CheckArgs) -> moat::Result<i32> {
     };
     if r.problems.is_empty() {
         if !ctx.quiet {
-            println!(
+            outln!(
                 "no problems: {} snapshots, {} trees, {} chunks, {} packs ({what})",
-                r.snapshots, r.trees, r.chunks, r.packs
+                r.snapshots,
+                r.trees,
+                r.chunks,
+                r.packs
             );
         }
         Ok(0)
     } else {
-        eprintln!("moat: check found {} problem(s)", r.problems.len());
+        errln!("moat: check found {} problem(s)", r.problems.len());
         Ok(1)
     }
 }

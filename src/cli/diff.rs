@@ -1,19 +1,17 @@
 //! `moat diff` and `moat log`: git-like views of changes.
 
-use std::io::IsTerminal;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
 use moat::ObjectId;
 use moat::ops::diff::{self, Change, Status, Trees};
-use moat::ops::patch;
+use moat::ops::patch::{self, Body};
 use moat::ops::resolve;
 use moat::util::progress::NoProgress;
-use moat::worktree::walk::WalkOptions;
 use serde_json::{Value, json};
 
-use super::{Ctx, fmt};
+use super::{Ctx, fmt, out};
 
 #[derive(Args)]
 pub struct DiffArgs {
@@ -79,9 +77,10 @@ impl Colors {
 }
 
 fn colors(no_color: bool) -> Colors {
-    Colors(!no_color && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+    Colors(!no_color && out::stdout_is_terminal() && std::env::var_os("NO_COLOR").is_none())
 }
 
+/// For JSON, which carries names exactly (lossy only for non-UTF-8).
 fn lossy(p: &[u8]) -> String {
     String::from_utf8_lossy(p).into_owned()
 }
@@ -101,7 +100,9 @@ pub fn run_diff(ctx: &Ctx, a: DiffArgs) -> moat::Result<i32> {
         Some(b) => (resolve::snapshot(&store, b, cwd.as_deref())?.snap.root, None),
         None => {
             let ws = old.snap.workspace_path();
-            let (scan, mem) = moat::capture::scan_dry(&store, &ws, &WalkOptions::default(), &NoProgress)?;
+            // The workspace as a snapshot of it would see it now.
+            let rules = moat::worktree::config::scan(&ws, None, Default::default())?;
+            let (scan, mem) = moat::capture::scan_dry(&store, &ws, &rules.walk, &NoProgress)?;
             trees.mem = mem;
             (scan.root, Some(ws))
         }
@@ -126,17 +127,21 @@ pub fn run_diff(ctx: &Ctx, a: DiffArgs) -> moat::Result<i32> {
     Ok(0)
 }
 
-fn load_pair(s: &Sides, c: &Change) -> moat::Result<(Vec<u8>, Vec<u8>)> {
+fn load_pair(s: &Sides, c: &Change) -> moat::Result<(Body, Body)> {
     let from = c.from.as_deref().unwrap_or(&c.path);
     let old = match &c.old {
         Some(e) => patch::load(&s.trees, None, from, e)?,
-        None => Vec::new(),
+        None => Body::Bytes(Vec::new()),
     };
     let new = match &c.new {
         Some(e) => patch::load(&s.trees, s.live.as_deref(), &c.path, e)?,
-        None => Vec::new(),
+        None => Body::Bytes(Vec::new()),
     };
     Ok((old, new))
+}
+
+fn size(e: &Option<moat::format::tree::Entry>) -> u64 {
+    e.as_ref().map_or(0, |e| e.size)
 }
 
 pub fn print_name_status(changes: &[Change], c: &Colors) {
@@ -147,8 +152,13 @@ pub fn print_name_status(changes: &[Change], c: &Colors) {
             _ => "33",
         };
         match &ch.from {
-            Some(from) => println!("{}\t{}\t{}", c.paint(code, "R100"), lossy(from), lossy(&ch.path)),
-            None => println!("{}\t{}", c.paint(code, ch.status.letter()), lossy(&ch.path)),
+            Some(from) => outln!(
+                "{}\t{}\t{}",
+                c.paint(code, "R100"),
+                out::quote(from),
+                out::quote(&ch.path)
+            ),
+            None => outln!("{}\t{}", c.paint(code, ch.status.letter()), out::quote(&ch.path)),
         }
     }
 }
@@ -158,25 +168,25 @@ fn print_stat(s: &Sides, changes: &[Change]) -> moat::Result<()> {
     let mut rows = Vec::new();
     for ch in changes {
         let name = match &ch.from {
-            Some(f) => format!("{} => {}", lossy(f), lossy(&ch.path)),
-            None => lossy(&ch.path),
+            Some(f) => format!("{} => {}", out::quote(f), out::quote(&ch.path)),
+            None => out::quote(&ch.path).into_owned(),
         };
         let (old, new) = load_pair(s, ch)?;
-        let cell = match patch::line_counts(ch, &old, &new) {
+        let cell = match patch::line_counts(&old, &new) {
             Some((a, d)) => {
                 ins += a;
                 del += d;
                 format!("{:>5} {}{}", a + d, "+".repeat(a.min(40)), "-".repeat(d.min(40)))
             }
-            None => format!("  Bin {} -> {} bytes", old.len(), new.len()),
+            None => format!("  Bin {} -> {} bytes", size(&ch.old), size(&ch.new)),
         };
         rows.push((name, cell));
     }
-    let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+    let width = rows.iter().map(|(n, _)| n.chars().count()).max().unwrap_or(0);
     for (n, cell) in &rows {
-        println!(" {n:<width$} |{cell}");
+        outln!(" {n:<width$} |{cell}");
     }
-    println!(
+    outln!(
         " {} file{} changed, {ins} insertion{}(+), {del} deletion{}(-)",
         rows.len(),
         if rows.len() == 1 { "" } else { "s" },
@@ -187,12 +197,17 @@ fn print_stat(s: &Sides, changes: &[Change]) -> moat::Result<()> {
 }
 
 pub fn print_patches(s: &Sides, changes: &[Change], c: &Colors) -> moat::Result<()> {
+    // Contents go out exact into a pipe (the patch must apply), escaped
+    // onto a terminal.
+    let terminal = out::stdout_is_terminal();
     for ch in changes {
         if ch.old.is_none() && ch.new.is_none() {
             continue; // an empty directory: git has no patch for it
         }
         let (old, new) = load_pair(s, ch)?;
         for line in patch::patch(ch, &old, &new).lines() {
+            let line = if terminal { out::escape(line) } else { line.into() };
+            let line = line.as_ref();
             let code = if line.starts_with("diff --git") || line.starts_with("+++") || line.starts_with("---")
             {
                 "1"
@@ -206,9 +221,9 @@ pub fn print_patches(s: &Sides, changes: &[Change], c: &Colors) -> moat::Result<
                 ""
             };
             if code.is_empty() {
-                println!("{line}")
+                outln!("{line}")
             } else {
-                println!("{}", c.paint(code, line))
+                outln!("{}", c.paint(code, line))
             }
         }
     }
@@ -220,10 +235,12 @@ fn print_json(s: &Sides, changes: &[Change]) -> moat::Result<()> {
     for ch in changes {
         let counts = if ch.old.is_some() || ch.new.is_some() {
             let (old, new) = load_pair(s, ch)?;
-            patch::line_counts(ch, &old, &new)
+            let large = [&old, &new].iter().any(|b| matches!(b, Body::TooLarge(_)));
+            (patch::line_counts(&old, &new), large)
         } else {
-            None
+            (None, false)
         };
+        let (counts, too_large) = counts;
         let side = |e: &Option<moat::format::tree::Entry>| {
             e.as_ref()
                 .map(|e| json!({"kind": e.kind_name(), "mode": format!("{:o}", e.mode), "size": e.size}))
@@ -237,16 +254,17 @@ fn print_json(s: &Sides, changes: &[Change]) -> moat::Result<()> {
             "mode_changed": ch.mode_changed(),
             "added_lines": counts.map(|c| c.0),
             "removed_lines": counts.map(|c| c.1),
-            "binary": (ch.old.is_some() || ch.new.is_some()) && counts.is_none(),
+            "binary": (ch.old.is_some() || ch.new.is_some()) && counts.is_none() && !too_large,
+            "too_large": too_large,
         }));
     }
-    println!("{}", Value::Array(out));
+    outln!("{}", Value::Array(out));
     Ok(())
 }
 
 fn summary(changes: &[Change]) -> String {
     match changes {
-        [one] => format!("{} {}", one.status.letter(), lossy(&one.path)),
+        [one] => format!("{} {}", one.status.letter(), out::quote(&one.path)),
         many => format!("{} paths changed", many.len()),
     }
 }
@@ -263,7 +281,7 @@ pub fn run_log(ctx: &Ctx, a: LogArgs) -> moat::Result<i32> {
     };
     for e in &entries {
         let s = &e.record.snap;
-        println!(
+        outln!(
             "{}  {}  {:<10}  {}{}",
             c.paint("33", &e.record.id.short()),
             fmt::time(s.time_ns),
@@ -272,12 +290,12 @@ pub fn run_log(ctx: &Ctx, a: LogArgs) -> moat::Result<i32> {
             if s.message.is_empty() {
                 String::new()
             } else {
-                format!("  ({})", s.message)
+                format!("  ({})", out::escape(&s.message))
             }
         );
         if a.patch {
             print_patches(&sides, &e.changes, &c)?;
-            println!();
+            outln!();
         }
     }
     Ok(0)

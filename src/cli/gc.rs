@@ -1,6 +1,6 @@
 //! `moat gc` and `moat system clean-temp`.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
@@ -9,7 +9,7 @@ use moat::ops::gc::{self, GcOptions};
 use moat::store::cleanup;
 use moat::worktree::config::WorkspaceConfig;
 
-use super::{Ctx, bar, fmt};
+use super::{Ctx, bar, fmt, out};
 
 #[derive(Args)]
 pub struct GcArgs {
@@ -96,11 +96,11 @@ pub fn run_gc(ctx: &Ctx, a: GcArgs) -> moat::Result<i32> {
         })),
     };
     let progress = bar::progress(ctx.quiet);
-    let wait = || eprintln!("moat: waiting for running snapshots and restores to finish...");
+    let wait = || errln!("moat: waiting for running snapshots and restores to finish...");
     let r = gc::gc(&store, &opts, progress.as_ref(), wait)?;
     let verb = if a.dry_run { "would remove" } else { "removed" };
     for s in &r.removed {
-        println!(
+        outln!(
             "{verb} snapshot {}  {}  {}",
             s.id.short(),
             fmt::time(s.snap.time_ns),
@@ -108,21 +108,21 @@ pub fn run_gc(ctx: &Ctx, a: GcArgs) -> moat::Result<i32> {
         );
     }
     for t in &r.temps {
-        println!(
+        outln!(
             "{verb} temp file {} ({}, {})",
-            t.path.display(),
+            out::quote_path(&t.path),
             fmt::bytes(t.size),
             age(t.age_ns)
         );
     }
     if r.caches_removed > 0 {
-        println!(
+        outln!(
             "removed {} stat caches of workspaces that no longer exist",
             r.caches_removed
         );
     }
     let freed = if a.dry_run { "would free" } else { "freed" };
-    println!(
+    outln!(
         "{} snapshots {verb}, {} kept; {freed} {} ({} packs deleted, {} repacked into {})",
         r.removed.len(),
         r.kept,
@@ -163,16 +163,16 @@ pub fn run_system(ctx: &Ctx, cmd: SystemCmd) -> moat::Result<i32> {
     let items = cleanup::find(store.root(), a.min_age)?;
     let total: u64 = items.iter().map(|i| i.size).sum();
     for i in &items {
-        println!(
+        outln!(
             "{}  {}  {}  ({})",
-            i.path.display(),
+            out::quote_path(&i.path),
             fmt::bytes(i.size),
             age(i.age_ns),
             i.what
         );
     }
     if a.dry_run || items.is_empty() {
-        println!(
+        outln!(
             "{} items, {}{}",
             items.len(),
             fmt::bytes(total),
@@ -182,23 +182,26 @@ pub fn run_system(ctx: &Ctx, cmd: SystemCmd) -> moat::Result<i32> {
     }
     if !a.force {
         if !std::io::stdin().is_terminal() {
-            eprintln!("moat: error: no terminal to confirm on; pass --force to remove or --dry-run to list");
+            errln!("moat: error: no terminal to confirm on; pass --force to remove or --dry-run to list");
             return Ok(2);
         }
-        eprint!("remove {} items ({})? [y/N] ", items.len(), fmt::bytes(total));
-        let _ = std::io::stderr().flush();
+        out::prompt(format_args!(
+            "remove {} items ({})? [y/N] ",
+            items.len(),
+            fmt::bytes(total)
+        ));
         let mut answer = String::new();
         let _ = std::io::stdin().lock().read_line(&mut answer);
         if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            println!("nothing removed");
+            outln!("nothing removed");
             return Ok(0);
         }
     }
     let (removed, skipped) = cleanup::remove(items, a.min_age);
     for (i, why) in &skipped {
-        eprintln!("moat: kept {}: {why}", i.path.display());
+        errln!("moat: kept {}: {why}", out::quote_path(&i.path));
     }
-    println!(
+    outln!(
         "removed {} items, {}",
         removed.len(),
         fmt::bytes(removed.iter().map(|i| i.size).sum())

@@ -9,7 +9,7 @@ use moat::format::tree::Content;
 use moat::ops::resolve;
 use serde_json::{Value, json};
 
-use super::{Ctx, fmt};
+use super::{Ctx, fmt, out};
 
 #[derive(clap::Subcommand)]
 pub enum SnapshotsCmd {
@@ -109,7 +109,7 @@ fn manage(ctx: &Ctx, cmd: SnapshotsCmd) -> moat::Result<i32> {
             SnapshotsCmd::Pin { .. } => store.pin(&r.id)?,
             SnapshotsCmd::Unpin { .. } => store.unpin(&r.id)?,
         }
-        println!("{verb} {}", r.id);
+        outln!("{verb} {}", r.id);
     }
     Ok(0)
 }
@@ -122,7 +122,7 @@ pub fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> moat::Result<i32> {
     let pins = store.pinned()?;
     let (all, problems) = store.list_snapshots()?;
     for p in &problems {
-        eprintln!("moat: warning: {p}");
+        errln!("moat: warning: {p}");
     }
     let ws = match (a.all || a.run.is_some(), a.workspace) {
         (true, _) => None,
@@ -148,20 +148,24 @@ pub fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> moat::Result<i32> {
                 v
             })
             .collect();
-        println!("{}", Value::Array(v));
+        outln!("{}", Value::Array(v));
         return Ok(0);
     }
-    println!(
+    outln!(
         "{:<13}  {:<19}  {:<10}  {:>7}  {:>10}  message",
-        "id", "time (UTC)", "trigger", "files", "new"
+        "id",
+        "time (UTC)",
+        "trigger",
+        "files",
+        "new"
     );
     for r in list {
         let s = &r.snap;
-        let mut msg = s.message.clone();
+        let mut msg = out::escape(&s.message).into_owned();
         if a.all {
-            msg = format!("[{}] {msg}", s.workspace_path().display());
+            msg = format!("[{}] {msg}", out::quote(&s.workspace));
         }
-        println!(
+        outln!(
             "{:<13}  {:<19}  {:<10}  {:>7}  {:>10}  {msg}",
             format!("{}{}", r.id.short(), if pins.contains(&r.id) { "*" } else { "" }),
             fmt::time(s.time_ns),
@@ -178,32 +182,32 @@ pub fn show(ctx: &Ctx, a: ShowArgs) -> moat::Result<i32> {
     let r = resolve::snapshot(&store, &a.id, cwd_workspace().as_deref())?;
     let v = snapshot_json(&r.id, &r.snap);
     if a.json {
-        println!("{v}");
+        outln!("{v}");
         return Ok(0);
     }
     let s = &r.snap;
-    println!("snapshot   {}", r.id);
-    println!("root tree  {}", s.root);
-    println!(
+    outln!("snapshot   {}", r.id);
+    outln!("root tree  {}", s.root);
+    outln!(
         "parent     {}",
         s.parent.map(|p| p.to_hex()).unwrap_or_else(|| "-".into())
     );
-    println!("workspace  {}", s.workspace_path().display());
-    println!("host       {}", s.host);
-    println!("time       {} UTC", fmt::time(s.time_ns));
-    println!("trigger    {}", s.trigger.name());
+    outln!("workspace  {}", out::quote(&s.workspace));
+    outln!("host       {}", out::quote(s.host.as_bytes()));
+    outln!("time       {} UTC", fmt::time(s.time_ns));
+    outln!("trigger    {}", s.trigger.name());
     if let Some(g) = &s.git {
-        println!(
+        outln!(
             "git        {} ({})",
-            g.commit,
-            g.branch.as_deref().unwrap_or("detached")
+            out::quote(g.commit.as_bytes()),
+            out::quote(g.branch.as_deref().unwrap_or("detached").as_bytes())
         );
     }
     if !s.message.is_empty() {
-        println!("message    {}", s.message);
+        outln!("message    {}", out::escape(&s.message));
     }
     let st = &s.stats;
-    println!(
+    outln!(
         "stats      {} files, {} dirs, {} symlinks, {}; {} files read, {} objects / {} new",
         st.files,
         st.dirs,
@@ -238,18 +242,18 @@ pub fn ls(ctx: &Ctx, a: LsArgs) -> moat::Result<i32> {
                 })
             })
             .collect();
-        println!("{}", Value::Array(v));
+        outln!("{}", Value::Array(v));
         return Ok(0);
     }
     for l in items {
         let e = &l.entry;
-        let name = String::from_utf8_lossy(&l.path);
+        let name = out::quote(&l.path);
         let suffix = match &e.content {
-            Content::Symlink(t) => format!(" -> {}", String::from_utf8_lossy(t)),
+            Content::Symlink(t) => format!(" -> {}", out::quote(t)),
             Content::Dir(_) => "/".into(),
             Content::File(_) => String::new(),
         };
-        println!(
+        outln!(
             "{} {:>10}  {}  {name}{suffix}",
             fmt::mode(e.kind_name(), e.mode),
             e.size,

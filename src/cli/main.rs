@@ -2,6 +2,9 @@
 //! lives in its own file and only turns library results into output and
 //! exit codes; all logic is in the library.
 
+#[macro_use]
+mod out;
+
 mod bar;
 mod check;
 mod diff;
@@ -127,6 +130,6 @@ fn run() -> i32 {
 }
 
 fn fail(e: &moat::Error) -> i32 {
-    eprintln!("moat: error: {e}");
+    errln!("moat: error: {e}");
     1
 }

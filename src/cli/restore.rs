@@ -7,7 +7,7 @@ use clap::Args;
 use moat::ops::resolve;
 use moat::ops::restore::{self, RestoreOptions};
 
-use super::{Ctx, bar, fmt};
+use super::{Ctx, bar, fmt, out};
 
 #[derive(Args)]
 pub struct RestoreArgs {
@@ -41,13 +41,13 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> moat::Result<i32> {
     let progress = bar::progress(ctx.quiet);
     let rep = restore::restore(&store, &r.snap, &a.to, &opts, progress.as_ref())?;
     if ctx.verbose {
-        eprintln!("moat: {}", fmt::clones(&rep.clones, rep.files));
+        errln!("moat: {}", fmt::clones(&rep.clones, rep.files));
     }
     if !ctx.quiet {
-        println!(
+        outln!(
             "restored snapshot {} to {}: {} files, {} dirs, {} symlinks, {}",
             r.id.short(),
-            a.to.display(),
+            out::quote_path(&a.to),
             rep.files,
             rep.dirs,
             rep.symlinks,

@@ -33,9 +33,9 @@ pub fn run(ctx: &Ctx, a: RollbackArgs) -> moat::Result<i32> {
     let store = ctx.open()?;
     let ws = moat::worktree::workspace_root(&a.workspace.unwrap_or_else(|| PathBuf::from(".")))?;
     let target = resolve::snapshot(&store, &a.id, Some(&ws))?;
-    let (config, _) = moat::worktree::config::WorkspaceConfig::load(&ws, None)?;
+    let rules = moat::worktree::config::scan(&ws, None, Default::default())?;
     let opts = RollbackOptions {
-        walk: config.walk_options(Default::default()),
+        walk: rules.walk,
         dry_run: a.dry_run,
         force: a.force,
         paths: a
@@ -48,7 +48,7 @@ pub fn run(ctx: &Ctx, a: RollbackArgs) -> moat::Result<i32> {
     let progress = bar::progress(ctx.quiet);
     let plan = rollback::plan(&store, &target, &ws, &opts, progress.as_ref())?;
     for w in &plan.report.warnings {
-        eprintln!("moat: warning: {w}");
+        errln!("moat: warning: {w}");
     }
     if a.dry_run {
         super::diff::print_name_status(&plan.report.changes, &super::diff::plain());
@@ -57,7 +57,7 @@ pub fn run(ctx: &Ctx, a: RollbackArgs) -> moat::Result<i32> {
     // Printed before anything changes, so even an interrupted rollback
     // can be undone.
     if let Some(safety) = plan.report.safety {
-        eprintln!(
+        errln!(
             "safety snapshot {safety} (undo with: moat rollback {})",
             safety.short()
         );
@@ -65,17 +65,17 @@ pub fn run(ctx: &Ctx, a: RollbackArgs) -> moat::Result<i32> {
     let warned = plan.report.warnings.len();
     let rep = rollback::apply(&store, plan)?;
     for w in &rep.warnings[warned..] {
-        eprintln!("moat: warning: {w}");
+        errln!("moat: warning: {w}");
     }
     if ctx.verbose {
         let is_file = |c: &&moat::ops::diff::Change| matches!(&c.new, Some(e) if matches!(e.content, moat::format::tree::Content::File(_)));
         let files = rep.changes.iter().filter(is_file).count() as u64;
-        eprintln!("moat: {}", super::fmt::clones(&rep.clones, files));
+        errln!("moat: {}", super::fmt::clones(&rep.clones, files));
     }
     if !ctx.quiet {
-        println!(
+        outln!(
             "rolled back {} to {}: {} paths written, {} removed",
-            ws.display(),
+            super::out::quote_path(&ws),
             target.id.short(),
             rep.written,
             rep.deleted

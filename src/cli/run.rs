@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use clap::Args;
 use moat::run::{self, RunOptions};
 use moat::store::moat_home;
-use moat::worktree::config::WorkspaceConfig;
+use moat::worktree::config;
 
-use super::{Ctx, fmt};
+use super::{Ctx, fmt, out};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -94,21 +94,24 @@ fn wait_signal(set: &libc::sigset_t) -> (i32, bool) {
 pub fn run_run(ctx: &Ctx, a: RunArgs) -> moat::Result<i32> {
     forward_signals();
     let ws = moat::worktree::workspace_root(&a.workspace.unwrap_or_else(|| PathBuf::from(".")))?;
-    let (config, file) = WorkspaceConfig::load(&ws, a.config.as_deref())?;
+    // The run's snapshots walk by `config.walk_options`, as `scan` does.
+    let rules = config::scan(&ws, a.config.as_deref(), Default::default())?;
     let store = ctx.open_or_create()?;
+    // Whatever becomes of moat's stderr (`2>&1 | head -1`), the command
+    // runs: these lines never fail.
     let log = |l: &str| {
         if !ctx.quiet {
-            eprintln!("moat: {l}");
+            errln!("moat: {l}");
         }
     };
-    if let Some(f) = file {
-        log(&format!("config {}", f.display()));
+    if let Some(f) = &rules.file {
+        log(&format!("config {}", out::quote_path(f)));
     }
     let mut cmd = a.cmd.into_iter();
     let program = cmd.next().unwrap_or_default();
     let opts = RunOptions {
         workspace: ws,
-        config,
+        config: rules.config,
         program,
         args: cmd.collect(),
         runs_dir: moat_home()?.join("runs"),
@@ -133,23 +136,27 @@ fn find_run(prefix: &str) -> moat::Result<run::RunInfo> {
 pub fn run_runs(_ctx: &Ctx, a: RunsArgs) -> moat::Result<i32> {
     let runs = run::list(&moat_home()?.join("runs"))?;
     if a.json {
-        println!("{}", serde_json::to_string(&runs).unwrap_or_default());
+        outln!("{}", serde_json::to_string(&runs).unwrap_or_default());
         return Ok(0);
     }
-    println!(
+    outln!(
         "{:<12}  {:<19}  {:>4}  {:>5}  {:<14}  command",
-        "id", "start (UTC)", "exit", "snaps", "tracer"
+        "id",
+        "start (UTC)",
+        "exit",
+        "snaps",
+        "tracer"
     );
     for r in runs {
         let exit = r.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into());
-        println!(
+        outln!(
             "{:<12}  {:<19}  {:>4}  {:>5}  {:<14}  {}",
             r.id,
             fmt::time(r.start_ns),
             exit,
             r.snapshots.len(),
             r.tracer,
-            r.command.join(" ")
+            out::escape(&r.command.join(" "))
         );
     }
     Ok(0)
@@ -160,13 +167,17 @@ pub fn run_trace(_ctx: &Ctx, a: TraceArgs) -> moat::Result<i32> {
     let events = run::events(&moat_home()?.join("runs"), &r.id)?;
     if a.json {
         for e in &events {
-            println!("{}", serde_json::to_string(e).unwrap_or_default());
+            outln!("{}", serde_json::to_string(e).unwrap_or_default());
         }
         return Ok(0);
     }
-    println!(
+    outln!(
         "{:<19}  {:>7}  {:>7}  {:>4}  {:>9}  command",
-        "time (UTC)", "pid", "ppid", "exit", "ms"
+        "time (UTC)",
+        "pid",
+        "ppid",
+        "exit",
+        "ms"
     );
     for e in events {
         let exit = e.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into());
@@ -174,15 +185,15 @@ pub fn run_trace(_ctx: &Ctx, a: TraceArgs) -> moat::Result<i32> {
             .duration
             .map(|d| format!("{:.1}", d as f64 / 1e6))
             .unwrap_or_else(|| "-".into());
-        println!(
+        outln!(
             "{:<19}  {:>7}  {:>7}  {:>4}  {:>9}  {} {}",
             fmt::time(e.timestamp),
             e.pid,
             e.ppid,
             exit,
             ms,
-            e.command,
-            e.args.join(" ")
+            out::escape(&e.command),
+            out::escape(&e.args.join(" "))
         );
     }
     Ok(0)

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use moat::capture::{self, CaptureOptions, Guard, Outcome};
-use moat::worktree::config::WorkspaceConfig;
+use moat::worktree::config;
 use moat::worktree::walk::WalkOptions;
 
 use super::{Ctx, bar, fmt, inspect};
@@ -42,14 +42,15 @@ pub struct SnapshotArgs {
 pub fn run(ctx: &Ctx, a: SnapshotArgs) -> moat::Result<i32> {
     let store = ctx.open_or_create()?;
     let ws = moat::worktree::workspace_root(&a.workspace.unwrap_or_else(|| PathBuf::from(".")))?;
-    let (config, _) = WorkspaceConfig::load(&ws, None)?;
-    let s = &config.snapshots;
+    let walk = WalkOptions {
+        no_ignore: a.no_ignore,
+        excludes: a.exclude,
+        skip_dirs: Vec::new(),
+    };
+    let rules = config::scan(&ws, None, walk)?;
+    let s = &rules.config.snapshots;
     let opts = CaptureOptions {
-        walk: config.walk_options(WalkOptions {
-            no_ignore: a.no_ignore,
-            excludes: a.exclude,
-            skip_dirs: Vec::new(),
-        }),
+        walk: rules.walk.clone(),
         // A manual snapshot is taken even when large, with a warning.
         guard: Some(Guard {
             max_new_bytes: s.max_new_bytes,
@@ -66,10 +67,10 @@ pub fn run(ctx: &Ctx, a: SnapshotArgs) -> moat::Result<i32> {
     let progress = bar::progress(ctx.quiet || a.json);
     let report = capture::capture(&store, &ws, &opts, progress.as_ref())?;
     for w in &report.warnings {
-        eprintln!("moat: warning: {w}");
+        errln!("moat: warning: {w}");
     }
     if ctx.verbose {
-        eprintln!("moat: {}", fmt::staging(&report.staging));
+        errln!("moat: {}", fmt::staging(&report.staging));
     }
 
     let s = &report.snapshot.stats;
@@ -92,13 +93,13 @@ pub fn run(ctx: &Ctx, a: SnapshotArgs) -> moat::Result<i32> {
             "fallback": st.fallback,
             "stage_ns": st.stage_ns,
         });
-        println!("{v}");
+        outln!("{v}");
         return Ok(0);
     }
     match report.outcome {
         Outcome::Written(id) => {
             if !ctx.quiet {
-                println!(
+                outln!(
                     "snapshot saved: {} files, {} ({} read, {} new stored) in {:.2}s",
                     s.files,
                     fmt::bytes(s.bytes),
@@ -107,16 +108,16 @@ pub fn run(ctx: &Ctx, a: SnapshotArgs) -> moat::Result<i32> {
                     s.duration_ns as f64 / 1e9
                 );
             }
-            println!("{id}");
+            outln!("{id}");
         }
         Outcome::Unchanged(parent) => {
             if !ctx.quiet {
-                println!(
+                outln!(
                     "workspace unchanged since snapshot {}; no snapshot written",
                     parent.short()
                 );
             }
-            println!("{parent}");
+            outln!("{parent}");
         }
     }
     Ok(0)

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::format::header;
 use crate::format::id::ObjectId;
+use crate::util::timestamp_ns_clamped;
 
 pub const MAGIC: &[u8; 8] = b"MOATSTAT";
 pub const VERSION: u32 = 1;
@@ -38,8 +39,10 @@ impl FileStat {
             ino: m.ino(),
             mode: m.mode(),
             size: m.size(),
-            mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
-            ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+            // Clamped: only compared here; the walk refuses to store a
+            // file whose mtime is beyond the range.
+            mtime_ns: timestamp_ns_clamped(m.mtime(), m.mtime_nsec()),
+            ctime_ns: timestamp_ns_clamped(m.ctime(), m.ctime_nsec()),
         }
     }
 }

@@ -9,7 +9,8 @@ use crate::store::{SnapshotRecord, Store};
 pub const MIN_PREFIX: usize = 6;
 
 /// Resolves `spec`. `latest` means the newest snapshot of `workspace` when it
-/// has any, else the newest in the store.
+/// has any, else the newest in the store, newest by `(time_ns, id)`;
+/// `latest~N` the one N before it in that order.
 pub fn snapshot(store: &Store, spec: &str, workspace: Option<&Path>) -> Result<SnapshotRecord> {
     if let Some(rest) = spec.strip_prefix("latest") {
         let back: usize = match rest {
@@ -29,10 +30,13 @@ pub fn snapshot(store: &Store, spec: &str, workspace: Option<&Path>) -> Result<S
         } else {
             mine
         };
+        // N comes from the user: any usize, so no unchecked arithmetic.
         return pool
             .len()
-            .checked_sub(back + 1)
-            .map(|i| pool[i].clone())
+            .checked_sub(back)
+            .and_then(|n| n.checked_sub(1))
+            .and_then(|i| pool.get(i))
+            .map(|r| (*r).clone())
             .ok_or_else(|| Error::NoSuchSnapshot(spec.into()));
     }
     let prefix = spec.to_ascii_lowercase();

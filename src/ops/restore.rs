@@ -78,7 +78,6 @@ pub fn restore(
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreReport> {
-    let start_ns = crate::util::fs_clock_ns(&store.tmp_dir());
     // Readers hold the shared lock too, so gc never deletes under them.
     let _lock = store.lock_shared()?;
     if let Some(p) = &opts.subpath {
@@ -87,6 +86,9 @@ pub fn restore(
     }
     prepare_target(target, opts.force)?;
     let target = fs::canonicalize(target).at(target)?;
+    // The racy line of the stat cache saved below, by the target's own
+    // filesystem clock, read before any file is written.
+    let start_ns = crate::util::fs_clock_ns(&target);
     let plan = plan(store, &snap.root, &target, opts.subpath.as_deref())?;
     for (path, _, _) in &plan.dirs {
         materialize::ensure_dir(path)?;

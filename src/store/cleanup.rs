@@ -16,6 +16,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::util::timestamp_ns_clamped;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TempItem {
@@ -65,7 +66,8 @@ fn temp_kind(name: &str) -> Option<&str> {
 /// so a file cannot be made to look old).
 fn touched(path: &Path) -> Option<(fs::Metadata, i64)> {
     let m = fs::symlink_metadata(path).ok()?;
-    let t = (m.mtime() * 1_000_000_000 + m.mtime_nsec()).max(m.ctime() * 1_000_000_000 + m.ctime_nsec());
+    let t =
+        timestamp_ns_clamped(m.mtime(), m.mtime_nsec()).max(timestamp_ns_clamped(m.ctime(), m.ctime_nsec()));
     Some((m, t))
 }
 
@@ -92,7 +94,7 @@ pub fn find_at(store_root: &Path, min_age_ns: i64, now: i64) -> Result<Vec<TempI
         let Some((meta, touched_ns)) = touched(&path) else {
             continue;
         };
-        let age_ns = now - touched_ns;
+        let age_ns = now.saturating_sub(touched_ns);
         let is_stage = meta.file_type().is_dir() && what == STAGE;
         if is_stage && name.to_str().is_some_and(owner_alive) {
             continue;
@@ -131,7 +133,7 @@ pub fn remove_at(
             Some((m, _)) if m.file_type().is_dir() != (item.what == STAGE) || m.file_type().is_symlink() => {
                 skipped.push((item, "no longer what it was when found".into()))
             }
-            Some((_, t)) if t != item.touched_ns || now - t < min_age_ns => {
+            Some((_, t)) if t != item.touched_ns || now.saturating_sub(t) < min_age_ns => {
                 skipped.push((item, "touched since the scan".into()))
             }
             Some(_) if item.what == STAGE => match fs::remove_dir_all(&item.path) {

@@ -11,7 +11,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
@@ -42,25 +42,6 @@ impl FileKind {
     }
 }
 
-/// The name of a file type that is not a regular file.
-fn type_name(t: fs::FileType) -> &'static str {
-    if t.is_dir() {
-        "directory"
-    } else if t.is_symlink() {
-        "symlink"
-    } else if t.is_fifo() {
-        "FIFO"
-    } else if t.is_socket() {
-        "socket"
-    } else if t.is_block_device() {
-        "block device"
-    } else if t.is_char_device() {
-        "character device"
-    } else {
-        "special file"
-    }
-}
-
 /// Checks, on the open descriptor, that `f` is a regular file.
 fn regular(f: File, path: &Path) -> Result<File> {
     let t = f.metadata().at(path)?.file_type();
@@ -69,7 +50,7 @@ fn regular(f: File, path: &Path) -> Result<File> {
     } else {
         Err(Error::NotRegular {
             path: path.to_path_buf(),
-            found: type_name(t),
+            found: fsutil::type_name(t),
         })
     }
 }
@@ -112,7 +93,7 @@ pub fn exists(path: &Path) -> Result<bool> {
         Ok(m) if m.file_type().is_file() => Ok(true),
         Ok(m) => Err(Error::NotRegular {
             path: path.to_path_buf(),
-            found: type_name(m.file_type()),
+            found: fsutil::type_name(m.file_type()),
         }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(Error::io(path, e)),
@@ -221,7 +202,7 @@ fn real_dir(path: &Path) -> Result<()> {
     let detail = if m.file_type().is_symlink() {
         "is a symlink, not a directory".to_string()
     } else {
-        format!("is a {}, not a directory", type_name(m.file_type()))
+        format!("is a {}, not a directory", fsutil::type_name(m.file_type()))
     };
     Err(Error::UnsafeStore {
         path: path.to_path_buf(),
@@ -255,7 +236,7 @@ pub fn check_layout(root: &Path, dirs: &[&str], files: &[&str]) -> Result<()> {
             Ok(m) if !m.file_type().is_file() => {
                 return Err(Error::NotRegular {
                     path: p,
-                    found: type_name(m.file_type()),
+                    found: fsutil::type_name(m.file_type()),
                 });
             }
             Ok(_) => {}

@@ -1,55 +1,28 @@
 //! Small crate-wide helpers below every layer: the progress trait, the
-//! clocks, unique temp names and the test failpoints (`fault`).
+//! clocks, unique temp names, quoting for the terminal, opening files that
+//! must be regular, and the test failpoints (`fault`).
 
+pub mod clock;
 pub mod fault;
 pub mod fs;
 pub mod progress;
+pub mod quote;
 
-use std::path::Path;
+pub use clock::{fs_clock_ns, now_ns, timestamp_ns, timestamp_ns_clamped};
+
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// The prefix of every name moat creates inside a workspace (a rollback's
+/// temp siblings, its clone holding dir, a clock probe). Walks skip such
+/// names, so they are never captured.
+pub const WORKSPACE_TEMP_PREFIX: &[u8] = b".moat-tmp-";
 
 /// A name no other writer (process or thread) will pick: `<pid>-<ns>-<n>.<ext>.tmp`.
 pub fn temp_name(ext: &str) -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!("{}-{}-{}.{}.tmp", std::process::id(), now_ns(), n, ext)
-}
-
-pub fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
-
-/// The filesystem clock now: the mtime of a file created in `dir`. File
-/// timestamps come from the kernel's coarse clock, which lags the system
-/// clock by up to a tick, so a file written just after `now_ns()` can carry
-/// an earlier mtime. The stat cache's racy rule compares against this
-/// instead: a file written in the same tick as a scan starts counts as
-/// racy. Without a writable `dir`, the last second counts as racy.
-pub fn fs_clock_ns(dir: &Path) -> i64 {
-    use std::os::unix::fs::MetadataExt;
-    let fallback = now_ns() - 1_000_000_000;
-    let Ok((file, path)) = create_clock_file(dir) else {
-        return fallback;
-    };
-    let t = file
-        .metadata()
-        .map(|m| m.mtime() * 1_000_000_000 + m.mtime_nsec());
-    let _ = std::fs::remove_file(&path);
-    t.unwrap_or(fallback)
-}
-
-fn create_clock_file(dir: &Path) -> std::io::Result<(std::fs::File, std::path::PathBuf)> {
-    let path = dir.join(temp_name("clock"));
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)?;
-    Ok((f, path))
 }
 
 /// Crash-test hook: when `MOAT_FAILPOINT` names this point, the process
@@ -58,4 +31,26 @@ fn create_clock_file(dir: &Path) -> std::io::Result<(std::fs::File, std::path::P
 /// `fault` for the other modes).
 pub fn failpoint(name: &str) {
     fault::point(name);
+}
+
+/// Test helpers shared by the unit tests of several layers.
+#[cfg(test)]
+pub mod testing {
+    /// Runs `f` on its own thread and returns its result, or panics when it
+    /// has not finished after `secs` seconds: a hang fails the test instead
+    /// of stalling the suite (the stuck thread dies with the test process).
+    pub fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        match rx.recv_timeout(std::time::Duration::from_secs(secs)) {
+            Ok(v) => v,
+            Err(_) => panic!("still running after {secs} s: it hangs"),
+        }
+    }
+
+    pub fn mkfifo(path: &std::path::Path) {
+        nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o644)).expect("mkfifo");
+    }
 }

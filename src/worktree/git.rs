@@ -1,5 +1,10 @@
 //! Reads a workspace's git HEAD (commit and branch) straight from `.git`,
 //! without running git: a snapshot records which commit it sits on.
+//!
+//! `.git` is workspace content anyone may have written: only regular files
+//! are read (a FIFO there never blocks a snapshot), each up to a bound, a
+//! ref name never climbs out of the git dir, and a commit is hex or
+//! nothing.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -14,25 +19,45 @@ fn git_dir(workspace: &Path) -> Option<PathBuf> {
     if meta.is_dir() {
         return Some(dot);
     }
-    let text = fs::read_to_string(&dot).ok()?;
+    let text = read_text(&dot, SMALL)?;
     let target = text.strip_prefix("gitdir:")?.trim();
     Some(workspace.join(target))
 }
 
+/// Bound of `.git`, `HEAD`, `commondir` and loose refs (a few bytes each).
+const SMALL: u64 = 64 << 10;
+/// Bound of `packed-refs` (about 100 bytes per ref).
+const PACKED: u64 = 256 << 20;
+
+/// The text of the regular file `path` if it holds at most `limit` bytes.
+fn read_text(path: &Path, limit: u64) -> Option<String> {
+    let (file, _) = crate::util::fs::open_regular(path, true).ok()?;
+    let data = crate::util::fs::read_at_most(file, limit).ok()??;
+    String::from_utf8(data).ok()
+}
+
+/// A commit id as git writes one (40 or 64 hex digits).
+fn commit_id(s: &str) -> Option<String> {
+    let ok = matches!(s.len(), 40 | 64) && s.bytes().all(|b| b.is_ascii_hexdigit());
+    ok.then(|| s.to_string())
+}
+
 fn read_ref(git_dir: &Path, name: &str) -> Option<String> {
-    let common = fs::read_to_string(git_dir.join("commondir"))
-        .ok()
+    if name.starts_with('/') || name.split('/').any(|c| c == ".." || c.is_empty()) {
+        return None;
+    }
+    let common = read_text(&git_dir.join("commondir"), SMALL)
         .map(|c| git_dir.join(c.trim()))
         .unwrap_or_else(|| git_dir.to_path_buf());
     for dir in [git_dir, common.as_path()] {
-        if let Ok(s) = fs::read_to_string(dir.join(name)) {
-            return Some(s.trim().to_string());
+        if let Some(s) = read_text(&dir.join(name), SMALL) {
+            return commit_id(s.trim());
         }
     }
-    let packed = fs::read_to_string(common.join("packed-refs")).ok()?;
+    let packed = read_text(&common.join("packed-refs"), PACKED)?;
     packed.lines().find_map(|l| {
         let (hash, r) = l.split_once(' ')?;
-        (r == name).then(|| hash.to_string())
+        (r == name).then(|| commit_id(hash)).flatten()
     })
 }
 
@@ -40,7 +65,7 @@ fn read_ref(git_dir: &Path, name: &str) -> Option<String> {
 /// has no commit and yields `None`.
 pub fn head(workspace: &Path) -> Option<GitInfo> {
     let dir = git_dir(workspace)?;
-    let head = fs::read_to_string(dir.join("HEAD")).ok()?;
+    let head = read_text(&dir.join("HEAD"), SMALL)?;
     let head = head.trim();
     match head.strip_prefix("ref:") {
         Some(r) => {
@@ -51,7 +76,7 @@ pub fn head(workspace: &Path) -> Option<GitInfo> {
             })
         }
         None => Some(GitInfo {
-            commit: head.to_string(),
+            commit: commit_id(head)?,
             branch: None,
         }),
     }
@@ -63,17 +88,54 @@ mod tests {
 
     #[test]
     fn reads_loose_packed_and_detached() {
+        let (a, b) = ("a".repeat(40), "b".repeat(64));
         let d = tempfile::tempdir().unwrap();
         let g = d.path().join(".git");
         fs::create_dir_all(g.join("refs/heads")).unwrap();
         fs::write(g.join("HEAD"), "ref: refs/heads/main\n").unwrap();
         assert_eq!(head(d.path()), None, "unborn branch");
-        fs::write(g.join("packed-refs"), "# pack-refs\nabc123 refs/heads/main\n").unwrap();
-        assert_eq!(head(d.path()).unwrap().commit, "abc123");
-        fs::write(g.join("refs/heads/main"), "def456\n").unwrap();
+        fs::write(
+            g.join("packed-refs"),
+            format!("# pack-refs\n{a} refs/heads/main\n"),
+        )
+        .unwrap();
+        assert_eq!(head(d.path()).unwrap().commit, a);
+        fs::write(g.join("refs/heads/main"), format!("{b}\n")).unwrap();
         let h = head(d.path()).unwrap();
-        assert_eq!((h.commit.as_str(), h.branch.as_deref()), ("def456", Some("main")));
-        fs::write(g.join("HEAD"), "0123abcd\n").unwrap();
+        assert_eq!(
+            (h.commit.as_str(), h.branch.as_deref()),
+            (b.as_str(), Some("main"))
+        );
+        fs::write(g.join("HEAD"), format!("{a}\n")).unwrap();
         assert_eq!(head(d.path()).unwrap().branch, None);
+    }
+
+    #[test]
+    fn hostile_git_dirs_yield_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let g = d.path().join(".git");
+        fs::create_dir_all(&g).unwrap();
+        fs::write(d.path().join("secret"), "c".repeat(40)).unwrap();
+        for head_text in [
+            "ref: ../secret",
+            "ref: /etc/hostname",
+            "not-a-commit",
+            "ref: refs//x",
+        ] {
+            fs::write(g.join("HEAD"), head_text).unwrap();
+            assert_eq!(head(d.path()), None, "{head_text}");
+        }
+        fs::remove_file(g.join("HEAD")).unwrap();
+        crate::util::testing::mkfifo(&g.join("HEAD"));
+        assert_eq!(
+            crate::util::testing::within(20, {
+                let ws = d.path().to_path_buf();
+                move || head(&ws)
+            }),
+            None
+        );
+        fs::remove_file(g.join("HEAD")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", g.join("HEAD")).unwrap();
+        assert_eq!(head(d.path()), None);
     }
 }

@@ -24,7 +24,7 @@ use crate::format::tree::{Content, Entry};
 use crate::store::Store;
 
 /// Prefix of the sibling temp files of atomic writes; the walk skips it.
-pub const TEMP_PREFIX: &[u8] = b".moat-tmp-";
+pub const TEMP_PREFIX: &[u8] = crate::util::WORKSPACE_TEMP_PREFIX;
 
 /// Modes restored: permission bits and sticky, never set-uid/set-gid.
 const MODE_MASK: u32 = 0o1777;

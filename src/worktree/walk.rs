@@ -3,7 +3,7 @@
 //! `.git` or the store itself, and never follows symlinks.
 
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -42,6 +42,8 @@ pub struct Node {
 enum Found {
     Node(Node),
     Warning(String),
+    /// Stored, but not exactly (a directory's out-of-range mtime).
+    Both(Node, String),
 }
 
 /// Walks `root` (which must be absolute and canonical). Entries that cannot
@@ -107,6 +109,10 @@ impl ignore::ParallelVisitor for Buffer<'_> {
         match visit(self.root, res) {
             Some(Found::Node(n)) => self.nodes.push(n),
             Some(Found::Warning(w)) => self.warnings.push(w),
+            Some(Found::Both(n, w)) => {
+                self.nodes.push(n);
+                self.warnings.push(w);
+            }
             None => {}
         }
         WalkState::Continue
@@ -164,9 +170,27 @@ fn visit(root: &Path, res: std::result::Result<ignore::DirEntry, ignore::Error>)
         };
         return Some(Found::Warning(format!("skipped {what}: {}", path.display())));
     };
-    Some(Found::Node(Node {
+    let node = Node {
         rel,
         stat: FileStat::of(&meta),
         kind,
-    }))
+    };
+    // A tree holds mtimes as i64 nanoseconds (1677-09-21 to 2262-04-11).
+    // Beyond that a file or link would be restored with another mtime, so
+    // it is refused; a directory (whose contents matter more) is kept with
+    // its mtime clamped.
+    if crate::util::timestamp_ns(meta.mtime(), meta.mtime_nsec()).is_none() {
+        let why = format!(
+            "mtime {}s is outside what a snapshot holds (1677-09-21 to 2262-04-11)",
+            meta.mtime()
+        );
+        return Some(match node.kind {
+            NodeKind::Dir => Found::Both(
+                node,
+                format!("{}: directory {why}; stored clamped", path.display()),
+            ),
+            _ => Found::Warning(format!("skipped {}: {why}", path.display())),
+        });
+    }
+    Some(Found::Node(node))
 }

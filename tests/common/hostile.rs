@@ -37,6 +37,11 @@ impl Forge {
     /// Stores `chunks` and `trees` through a normal writing session and
     /// commits a snapshot whose root is the last tree.
     pub fn commit(&self, trees: &[Tree], chunks: &[&[u8]]) -> String {
+        self.commit_with(trees, chunks, |_| {})
+    }
+
+    /// `commit`, with the snapshot's metadata changed by `edit` first.
+    pub fn commit_with(&self, trees: &[Tree], chunks: &[&[u8]], edit: impl FnOnce(&mut Snapshot)) -> String {
         let w = ObjectWriter::new(&self.store).expect("writer");
         for c in chunks {
             w.put_chunk(c).expect("put chunk");
@@ -49,12 +54,16 @@ impl Forge {
         }
         w.finish().expect("finish");
         self.store.invalidate_index();
-        self.snapshot(root)
+        self.snapshot_with(root, edit)
     }
 
     /// Commits a snapshot of root tree `root` (which may not exist).
     pub fn snapshot(&self, root: ObjectId) -> String {
-        let snap = Snapshot {
+        self.snapshot_with(root, |_| {})
+    }
+
+    fn snapshot_with(&self, root: ObjectId, edit: impl FnOnce(&mut Snapshot)) -> String {
+        let mut snap = Snapshot {
             root,
             parent: None,
             workspace: b"/nonexistent".to_vec(),
@@ -69,6 +78,7 @@ impl Forge {
             exact: true,
             scan: Scan::Walked,
         };
+        edit(&mut snap);
         self.store.write_snapshot(&snap).expect("snapshot").to_hex()
     }
 

@@ -2,7 +2,9 @@
 //! temp store, build trees, compare trees byte for byte.
 #![allow(dead_code)]
 
+pub mod coarse;
 pub mod hostile;
+pub mod loopfs;
 pub mod reflink;
 pub mod tmpfs;
 
@@ -283,4 +285,62 @@ pub fn backdate(root: &Path) {
             }
         }
     }
+}
+
+/// Runs `cmd` (stdin closed, output captured) to its end, or kills it after
+/// `secs` seconds and panics: a hang becomes a failed test, not a stuck
+/// suite. The deadline only catches hangs; nothing is timed.
+pub fn output_within(cmd: &mut Command, secs: u64) -> Output {
+    use std::process::Stdio;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    wait_within(cmd.spawn().expect("spawn"), secs)
+}
+
+/// Collects a spawned child's piped output and waits for it, or kills it
+/// after `secs` seconds and panics (see `output_within`).
+pub fn wait_within(mut child: std::process::Child, secs: u64) -> Output {
+    use std::io::Read;
+    let drain = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut v);
+            }
+            v
+        })
+    };
+    let out = drain(child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
+    let err = drain(child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("pid {} still running after {secs} s: it hangs", child.id());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().expect("stdout reader"),
+        stderr: err.join().expect("stderr reader"),
+    }
+}
+
+impl Env {
+    /// `ok`, but a hang (over `secs` seconds) fails the test too.
+    pub fn ok_within(&self, args: &[&str], secs: u64) -> Output {
+        let out = output_within(self.cmd().args(args), secs);
+        assert!(out.status.success(), "moat {args:?} failed:\n{}", show(&out));
+        out
+    }
+}
+
+pub fn mkfifo(path: &Path) {
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o644)).expect("mkfifo");
 }

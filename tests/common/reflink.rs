@@ -4,34 +4,19 @@
 //! xfsprogs) and detached at exit. When neither is possible the tests that
 //! need it print why, uncaptured, and run only their fallback half.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 static FS: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-static MOUNT: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
-static N: AtomicU64 = AtomicU64::new(0);
 
 /// A fresh empty directory on a reflink filesystem, or None after printing
 /// (past the test harness's capture) why there is none.
 pub fn dir(test: &str) -> Option<PathBuf> {
-    match FS.get_or_init(setup) {
-        Ok(root) => {
-            let d = root.join(format!(
-                "{}-{test}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            std::fs::create_dir_all(&d).expect("create test dir on the reflink fs");
-            Some(d)
-        }
-        Err(why) => {
-            let _ = writeln!(std::io::stderr(), "SKIPPED the reflink half of {test}: {why}");
-            None
-        }
-    }
+    super::loopfs::fresh_dir(
+        FS.get_or_init(setup),
+        test,
+        &format!("the reflink half of {test}"),
+    )
 }
 
 fn setup() -> Result<PathBuf, String> {
@@ -40,60 +25,10 @@ fn setup() -> Result<PathBuf, String> {
         probe(&d)?;
         return Ok(d);
     }
-    if cfg!(not(target_os = "linux")) {
-        return Err("loop-mounted XFS is Linux only (set MOAT_TEST_REFLINK_DIR to an APFS dir)".into());
-    }
-    if !nix::unistd::geteuid().is_root() {
-        return Err(
-            "not root, so no loop mount (set MOAT_TEST_REFLINK_DIR to a btrfs or reflink XFS dir)".into(),
-        );
-    }
-    let base = std::env::temp_dir().join(format!("moat-xfs-{}", std::process::id()));
-    let (img, mnt) = (base.join("xfs.img"), base.join("mnt"));
-    std::fs::create_dir_all(&mnt).map_err(|e| format!("create {}: {e}", mnt.display()))?;
-    let f = std::fs::File::create(&img).map_err(|e| format!("create {}: {e}", img.display()))?;
-    f.set_len(1 << 30)
-        .map_err(|e| format!("size {}: {e}", img.display()))?;
-    run("mkfs.xfs", &["-q", "-m", "reflink=1", path(&img)])?;
-    run("mount", &["-o", "loop", path(&img), path(&mnt)])?;
-    let _ = MOUNT.set((mnt.clone(), base));
-    #[cfg(target_os = "linux")]
-    // SAFETY: registers a plain extern "C" function.
-    unsafe {
-        libc::atexit(unmount)
-    };
+    let mnt = super::loopfs::mount("xfs", &["mkfs.xfs", "-q", "-m", "reflink=1"], 1 << 30, "xfsprogs")
+        .map_err(|e| format!("{e} (or set MOAT_TEST_REFLINK_DIR to a btrfs or reflink XFS dir)"))?;
     probe(&mnt)?;
     Ok(mnt)
-}
-
-#[cfg(target_os = "linux")]
-extern "C" fn unmount() {
-    if let Some((mnt, base)) = MOUNT.get()
-        && let Ok(c) = std::ffi::CString::new(path(mnt))
-    {
-        // SAFETY: a valid C string; MNT_DETACH never blocks.
-        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-        let _ = std::fs::remove_dir_all(base);
-    }
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("utf-8 temp path")
-}
-
-fn run(cmd: &str, args: &[&str]) -> Result<(), String> {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .map_err(|e| format!("{cmd} could not run ({e}); install xfsprogs"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{cmd} {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
 }
 
 /// Proves a clone works in `dir`.

@@ -103,13 +103,10 @@ pub fn cloner(enabled: bool) -> &'static dyn Cloner {
     if enabled { &SystemCloner } else { &NoCloner }
 }
 
-/// Opens a file to clone or copy from, never through a symlink.
+/// Opens a file to clone or copy from: a regular file only, never through
+/// a symlink, never waiting on a FIFO swapped in for it.
 pub fn open_source(src: &Path) -> Result<File> {
-    File::options()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(src)
-        .at(src)
+    crate::util::fs::open_regular(src, false).map(|(f, _)| f).at(src)
 }
 
 /// Clones file `src` to a new file `dst`.
@@ -217,6 +214,21 @@ mod tests {
         assert!(!outside.exists());
         std::os::unix::fs::symlink(&src, d.path().join("link")).unwrap();
         assert!(clone_file(&d.path().join("link"), &d.path().join("dst2")).is_err());
+    }
+
+    #[test]
+    fn a_fifo_source_is_refused_not_waited_on() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("fifo");
+        crate::util::testing::mkfifo(&fifo);
+        let dst = d.path().join("dst");
+        let (a, b) = crate::util::testing::within(20, move || {
+            (open_source(&fifo).map(drop), copy_file(&fifo, &dst).map(drop))
+        });
+        for r in [a, b] {
+            let e = r.unwrap_err().to_string();
+            assert!(e.contains("not a regular file"), "{e}");
+        }
     }
 
     #[test]
