@@ -64,6 +64,33 @@ fn a_fifo_in_dot_git_is_not_waited_on() {
     env.ok_within(&["snapshot", ws.to_str().unwrap()], DEADLINE);
 }
 
+#[test]
+fn special_ignore_files_are_not_read() {
+    let env = Env::new();
+    let ws = env.path("ws");
+    let w = ws.to_str().unwrap();
+    write(&ws.join("a.txt"), b"a");
+    write(&ws.join("sub/b.txt"), b"b");
+    mkfifo(&ws.join("sub/.gitignore"));
+    write(&ws.join("other/c.txt"), b"c");
+    std::os::unix::fs::symlink("/dev/zero", ws.join("other/.ignore")).unwrap();
+    let out = capped(&env, &["snapshot", w]);
+    assert!(out.status.success(), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("sub/.gitignore is a FIFO"), "{err}");
+    assert!(err.contains("other/.ignore is a character device"), "{err}");
+    let ls = env.ok(&["ls", "latest"]);
+    assert!(
+        ls.contains("a.txt") && !ls.contains("sub") && !ls.contains("other"),
+        "{ls}"
+    );
+    // The root's own: an error naming it; --no-ignore reads none.
+    mkfifo(&ws.join(".gitignore"));
+    refused(&capped(&env, &["snapshot", w]), &[".gitignore", "FIFO"]);
+    let out = capped(&env, &["snapshot", w, "--no-ignore"]);
+    assert!(out.status.success(), "{}", show(&out));
+}
+
 /// moat with its address space capped, so reading an endless file fails
 /// fast instead of taking the machine's memory.
 fn capped(env: &Env, args: &[&str]) -> std::process::Output {

@@ -6,6 +6,7 @@
 pub mod clone;
 pub mod config;
 pub mod git;
+pub mod ignore_files;
 pub mod materialize;
 pub mod reuse;
 pub mod statcache;

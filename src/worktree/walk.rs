@@ -1,17 +1,20 @@
 //! The parallel workspace walk (`ignore` crate): honours `.gitignore` and
 //! `.ignore` unless told not to, applies `--exclude` globs, never enters
-//! `.git` or the store itself, and never follows symlinks.
+//! `.git` or the store itself, and never follows symlinks. A directory whose
+//! ignore files the crate could not read safely (`ignore_files`: a FIFO, a
+//! device, a huge file) is left out with a warning, never handed to it.
 
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use ignore::WalkState;
 use ignore::overrides::OverrideBuilder;
 
 use crate::error::{Error, Result};
 use crate::format::statcache::FileStat;
+use crate::worktree::ignore_files;
 
 #[derive(Clone, Debug, Default)]
 pub struct WalkOptions {
@@ -61,6 +64,18 @@ pub fn walk(root: &Path, opts: &WalkOptions) -> Result<(Vec<Node>, Vec<String>)>
         pattern: opts.excludes.join(" "),
         detail: e.to_string(),
     })?;
+    // The ignore crate reads ignore files with a blocking, unbounded read:
+    // a directory whose ignore files are not small regular files is left
+    // out (the root's is an error) rather than handed to it.
+    let check_ignore_files = !opts.no_ignore;
+    if let Some((file, why)) = check_ignore_files.then(|| ignore_files::check(root)).flatten() {
+        return Err(Error::Config {
+            path: file,
+            detail: format!("is {why}; moat reads it for the ignore rules (or pass --no-ignore)"),
+        });
+    }
+    let refused: Arc<Mutex<Vec<String>>> = Arc::default();
+    let refused_in_filter = refused.clone();
     let skip = opts.skip_dirs.clone();
     let mut b = ignore::WalkBuilder::new(root);
     b.hidden(false)
@@ -73,12 +88,33 @@ pub fn walk(root: &Path, opts: &WalkOptions) -> Result<(Vec<Node>, Vec<String>)>
         .follow_links(false)
         .overrides(overrides)
         .threads(rayon::current_num_threads().max(2))
-        .filter_entry(move |e| e.file_name() != ".git" && !skip.iter().any(|s| e.path() == s));
+        .filter_entry(move |e| {
+            if e.file_name() == ".git" || skip.iter().any(|s| e.path() == s) {
+                return false;
+            }
+            let dir = e.file_type().is_some_and(|t| t.is_dir());
+            match (dir && check_ignore_files)
+                .then(|| ignore_files::check(e.path()))
+                .flatten()
+            {
+                Some((file, why)) => {
+                    let w = format!("skipped {}: {} is {why}", e.path().display(), file.display());
+                    refused_in_filter
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(w);
+                    false
+                }
+                None => true,
+            }
+        });
     // Each walker thread collects into its own buffer and hands it over
     // once, when it finishes (no per-entry channel send).
     let done: Mutex<(Vec<Node>, Vec<String>)> = Mutex::new((Vec::new(), Vec::new()));
     b.build_parallel().visit(&mut Collector { root, done: &done });
-    Ok(done.into_inner().unwrap_or_else(|p| p.into_inner()))
+    let (nodes, mut warnings) = done.into_inner().unwrap_or_else(|p| p.into_inner());
+    warnings.append(&mut refused.lock().unwrap_or_else(|p| p.into_inner()));
+    Ok((nodes, warnings))
 }
 
 struct Collector<'a> {
