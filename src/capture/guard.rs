@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};
-use crate::format::statcache::StatCache;
 use crate::worktree::walk::Node;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,15 +22,15 @@ pub fn check_growth(
     g: &Guard,
     nodes: &[Node],
     to_read: &[usize],
-    cache: &StatCache,
+    old_size: &dyn Fn(usize) -> Option<u64>,
 ) -> Result<Option<String>> {
     let mut files = 0u64;
     let mut bytes = 0u64;
     let mut by_dir: HashMap<&[u8], (u64, u64)> = HashMap::new();
     for &i in to_read {
         let n = &nodes[i];
-        let grown = match cache.entries.get(&n.rel) {
-            Some(old) => n.stat.size.saturating_sub(old.stat.size),
+        let grown = match old_size(i) {
+            Some(old) => n.stat.size.saturating_sub(old),
             None => {
                 files += 1;
                 n.stat.size

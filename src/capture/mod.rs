@@ -19,8 +19,10 @@
 mod assemble;
 pub mod chunker;
 mod guard;
+mod prior;
 mod read;
 mod stage;
+mod watched;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -36,14 +38,16 @@ pub use stage::StagingReport;
 use crate::capture::chunker::ChunkParams;
 use crate::error::Result;
 use crate::format::id::ObjectId;
-use crate::format::snapshot::{Snapshot, Stats, Trigger};
-use crate::format::statcache::{CachedFile, FileStat, StatCache};
+use crate::format::snapshot::{self, Snapshot, Stats, Trigger};
+use crate::format::statcache::{FileStat, Meta, Token};
 use crate::store::Store;
 use crate::store::writer::ObjectWriter;
 use crate::util::progress::Progress;
 use crate::worktree::clone::{self, Cloner};
 use crate::worktree::statcache;
-use crate::worktree::walk::{self, Node, NodeKind, WalkOptions};
+use crate::worktree::walk::{Node, NodeKind, WalkOptions};
+use crate::worktree::watch::{Since, WatchLink};
+use prior::Prior;
 use read::FileResult;
 use stage::StageDir;
 
@@ -63,6 +67,8 @@ pub struct CaptureOptions {
     /// Stage files by cloning them when the filesystem can (`--no-clone`
     /// turns it off).
     pub clone: bool,
+    /// Where to learn what changed since the cached scan.
+    pub watch: WatchLink,
 }
 
 impl Default for CaptureOptions {
@@ -77,6 +83,7 @@ impl Default for CaptureOptions {
             guard: None,
             zstd_level: None,
             clone: true,
+            watch: WatchLink::default(),
         }
     }
 }
@@ -95,6 +102,8 @@ pub struct CaptureReport {
     pub warnings: Vec<String>,
     /// How the files that had to be read got read (cloned or directly).
     pub staging: StagingReport,
+    /// Why the workspace was walked rather than watched (`--verbose`).
+    pub scan_note: Option<String>,
 }
 
 /// The result of walking a workspace and hashing what changed.
@@ -105,13 +114,19 @@ pub struct Scan {
     /// line).
     pub cache_ns: i64,
     pub root: ObjectId,
-    /// The stat cache entries describing the workspace as scanned.
-    pub cache_entries: Vec<(Vec<u8>, CachedFile)>,
-    /// The stat cache on disk already describes this scan.
-    pub cache_unchanged: bool,
+    /// The stat cache records describing the workspace as scanned.
+    pub records: Vec<Vec<u8>>,
+    pub meta: Meta,
+    /// The header checksum of the stat cache on disk when it already
+    /// describes this scan (nothing to write).
+    pub cache_kept: Option<[u8; 32]>,
     pub stats: Stats,
     pub warnings: Vec<String>,
     pub staging: StagingReport,
+    pub scan: snapshot::Scan,
+    pub scan_note: Option<String>,
+    /// The watch token of this scan, to save beside the new cache.
+    pub next: Option<Since>,
 }
 
 /// A scan between its phases: every workspace file it needs has been read
@@ -125,16 +140,15 @@ struct Pending {
     /// (node index, staged copy, the workspace file's stat when copied).
     staged: Vec<(usize, stage::Copy, FileStat)>,
     stage_dir: Option<StageDir>,
-    cache_len: usize,
     files_read: u64,
     warnings: Vec<String>,
     staging: StagingReport,
+    found: watched::Found,
 }
 
-type Built = (ObjectId, Vec<(Vec<u8>, CachedFile)>, Stats, Vec<String>);
-
-/// Walks `ws` (canonical), then stages or reads every file the stat cache
-/// cannot vouch for.
+/// Walks `ws` (canonical), or only what a watcher says changed, then
+/// stages or reads every file the stat cache cannot vouch for.
+#[allow(clippy::too_many_arguments)]
 fn prepare(
     store: &Store,
     ws: &Path,
@@ -142,6 +156,7 @@ fn prepare(
     guard: Option<&Guard>,
     cloner: Option<&dyn Cloner>,
     writer: &ObjectWriter,
+    watch: &WatchLink,
     progress: &dyn Progress,
 ) -> Result<Pending> {
     let started = Instant::now();
@@ -149,26 +164,23 @@ fn prepare(
     // The workspace's own clock: on another filesystem (NFS, a coarse
     // granularity) the store's could run ahead of its mtimes.
     let cache_ns = crate::util::fs_clock_ns(ws);
-    let mut warnings = Vec::new();
     let mut wopts = walk_opts.clone();
     wopts.skip_dirs.extend(store.own_dirs());
     progress.start("scanning", 0);
-    // Decoding the cache alongside the walk was measured slower than one
-    // after the other (both allocate heavily, on two cores).
-    let (nodes, walk_warnings) = walk::walk(ws, &wopts)?;
-    let cache = statcache::load(store, ws).unwrap_or_else(|e| {
-        warnings.push(format!(
-            "ignoring unreadable stat cache ({e}); every file will be read"
-        ));
-        StatCache::default()
-    });
-    warnings.extend(walk_warnings);
-    let mut results = cache_hits(&nodes, &cache, writer);
+    let mut found = watched::scan(store, ws, &wopts, writer, watch)?;
+    let mut warnings = std::mem::take(&mut found.warnings);
+    let nodes = std::mem::take(&mut found.nodes);
+    let mut results = std::mem::take(&mut found.results);
     let to_read: Vec<usize> = (0..nodes.len())
         .filter(|&i| nodes[i].kind == NodeKind::File && results[i].is_none())
         .collect();
     if let Some(g) = guard {
-        warnings.extend(guard::check_growth(g, &nodes, &to_read, &cache)?);
+        let old_size = |i: usize| match &found.prior[i] {
+            Prior::Changed(s) => Some(*s),
+            Prior::Same => Some(nodes[i].stat.size),
+            _ => None,
+        };
+        warnings.extend(guard::check_growth(g, &nodes, &to_read, &old_size)?);
     }
     let stage::Staging {
         dir: stage_dir,
@@ -197,26 +209,11 @@ fn prepare(
         results,
         staged,
         stage_dir,
-        cache_len: cache.entries.len(),
         files_read: to_read.len() as u64,
         warnings,
         staging,
+        found,
     })
-}
-
-/// The stored chunks of every file the stat cache vouches for (and whose
-/// chunks the store still holds); None for everything else.
-fn cache_hits(nodes: &[Node], cache: &StatCache, writer: &ObjectWriter) -> Vec<Option<FileResult>> {
-    nodes
-        .par_iter()
-        .map(|n| {
-            let hit = (n.kind == NodeKind::File)
-                .then(|| cache.lookup(&n.rel, &n.stat))
-                .flatten()
-                .filter(|chunks| chunks.iter().all(|c| writer.in_store(c)));
-            hit.map(|c| FileResult::Stored(c.to_vec(), n.stat))
-        })
-        .collect()
 }
 
 /// Reads and stores the files `direct` straight from the workspace.
@@ -255,22 +252,66 @@ fn finish(store: &Store, mut p: Pending, writer: &ObjectWriter, progress: &dyn P
         p.results[i] = Some(r);
     }
     drop(p.stage_dir.take());
-    let (root, cache_entries, mut stats, skipped) = assemble::assemble(&p.nodes, p.results, writer)?;
-    stats.files_read = p.files_read;
-    // Every file came from the cache and none disappeared: the cache on disk
-    // already says all this new one would.
-    let cache_unchanged = stats.files_read == 0 && cache_entries.len() == p.cache_len;
+    let f = &mut p.found;
+    let built = match f.whole {
+        Some((root, totals)) => assemble::Built {
+            root,
+            records: Vec::new(),
+            stats: Stats {
+                files: totals.files,
+                dirs: totals.dirs,
+                symlinks: totals.symlinks,
+                bytes: totals.bytes,
+                ..Stats::default()
+            },
+            warnings: Vec::new(),
+            root_reused: true,
+        },
+        None => assemble::assemble(
+            &p.nodes,
+            std::mem::take(&mut p.results),
+            &f.prior,
+            &f.pruned,
+            &f.root_prior,
+            &f.key,
+            writer,
+        )?,
+    };
+    let assemble::Built {
+        root,
+        mut records,
+        mut stats,
+        warnings: skipped,
+        root_reused,
+    } = built;
     p.warnings.extend(skipped);
+    let meta = prior::meta(&p.ws, p.cache_ns, f.walk_key, std::mem::take(&mut f.excludes));
+    // The cache on disk already says all this scan would when every entry
+    // matched it and it was built the same way.
+    let cache_kept = f.table.as_ref().and_then(|t| {
+        let same = root_reused && t.meta.walk_key == meta.walk_key && t.meta.excludes == meta.excludes;
+        same.then_some(t.header_check)
+    });
+    if cache_kept.is_none()
+        && let Some(t) = &f.table
+    {
+        records.extend(prior::carry(t, &f.pruned, &mut p.warnings));
+    }
+    stats.files_read = p.files_read;
     Ok(Scan {
         ws: p.ws,
         start_ns: p.start_ns,
         cache_ns: p.cache_ns,
         root,
-        cache_entries,
-        cache_unchanged,
+        records,
+        meta,
+        cache_kept,
         stats,
         warnings: p.warnings,
         staging: p.staging,
+        scan: f.scan,
+        scan_note: f.note.take(),
+        next: f.next,
     })
 }
 
@@ -285,7 +326,16 @@ pub fn scan_dry(
 ) -> Result<(Scan, HashMap<ObjectId, Vec<u8>>)> {
     let ws = crate::worktree::workspace_root(workspace)?;
     let writer = ObjectWriter::dry(store)?;
-    let pending = prepare(store, &ws, walk_opts, None, None, &writer, progress)?;
+    let pending = prepare(
+        store,
+        &ws,
+        walk_opts,
+        None,
+        None,
+        &writer,
+        &WatchLink::Off,
+        progress,
+    )?;
     let scan = finish(store, pending, &writer, progress)?;
     Ok((scan, writer.finish_dry()))
 }
@@ -336,6 +386,7 @@ pub fn stage<'a>(
         opts.guard.as_ref(),
         cloner,
         &writer,
+        &opts.watch,
         progress,
     ) {
         Ok(pending) => Ok(Staged {
@@ -385,7 +436,8 @@ impl Staged<'_> {
     }
 }
 
-/// Publishes the snapshot (unless unchanged), its pin and the stat cache.
+/// Publishes the snapshot (unless unchanged), its pin, the stat cache and
+/// the watch token.
 fn commit(
     store: &Store,
     opts: &CaptureOptions,
@@ -397,12 +449,16 @@ fn commit(
         ws,
         root,
         start_ns,
-        cache_ns,
-        cache_entries,
-        cache_unchanged,
+        records,
+        meta,
+        cache_kept,
         mut stats,
         mut warnings,
         staging,
+        scan,
+        scan_note,
+        next,
+        ..
     } = scan;
     stats.duration_ns = started.elapsed().as_nanos() as u64;
     let snap = Snapshot {
@@ -420,7 +476,7 @@ fn commit(
         stats,
         skipped: Vec::new(),
         exact: true,
-        scan: crate::format::snapshot::Scan::Walked,
+        scan,
     };
     let outcome = match &parent {
         Some((pid, p)) if p.root == root && !opts.allow_empty => Outcome::Unchanged(*pid),
@@ -442,17 +498,33 @@ fn commit(
         }
         return Err(e);
     }
-    // The cache goes last: it may only name chunks whose index is published.
-    // It is only a cache: the snapshot is committed whether or not it saves.
-    if cache_unchanged {
-        // Nothing to record.
-    } else if let Err(e) = statcache::save(store, &ws, cache_ns, cache_entries) {
-        warnings.push(format!("could not save the stat cache: {e}"));
+    // The cache goes last: it may only name chunks whose index is
+    // published; the token after it, naming it.
+    let cache_check = match cache_kept {
+        Some(check) => Some(check),
+        None => match statcache::save_records(store, &ws, &meta, records) {
+            Ok(check) => Some(check),
+            Err(e) => {
+                warnings.push(format!("could not save the stat cache: {e}"));
+                None
+            }
+        },
+    };
+    if let (Some(cache_check), Some(n)) = (cache_check, next) {
+        let token = Token {
+            cache_check,
+            epoch: n.epoch,
+            seq: n.seq,
+        };
+        if let Err(e) = statcache::save_token(store, &ws, &token) {
+            warnings.push(format!("could not save the watch token: {e}"));
+        }
     }
     Ok(CaptureReport {
         outcome,
         snapshot: snap,
         warnings,
         staging,
+        scan_note,
     })
 }

@@ -182,13 +182,44 @@ impl Store {
         file::read_if_exists(&self.stat_cache_path(ws))
     }
 
-    /// The stat caches of every workspace.
+    /// The stat cache of workspace `ws` mapped in place, if it has one.
+    /// (Caches are replaced by rename, never rewritten in place.)
+    pub fn map_stat_cache(&self, ws: &Path) -> Result<Option<memmap2::Mmap>> {
+        match file::map(&self.stat_cache_path(ws)) {
+            Ok(m) => Ok(Some(m)),
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn watch_token_path(&self, ws: &Path) -> PathBuf {
+        self.stat_cache_path(ws).with_extension("watch")
+    }
+
+    /// The watch token beside workspace `ws`'s stat cache, if any.
+    pub fn read_watch_token(&self, ws: &Path) -> Result<Option<Vec<u8>>> {
+        file::read_if_exists(&self.watch_token_path(ws))
+    }
+
+    /// Replaces the watch token of workspace `ws` (not fsynced: a cache).
+    pub fn write_watch_token(&self, ws: &Path, bytes: &[u8]) -> Result<()> {
+        let dest = self.watch_token_path(ws);
+        file::write_atomic(&self.tmp_dir(), FileKind::StatCache, &dest, bytes, false)
+    }
+
+    /// Removes the watch token of workspace `ws` (its cache is replaced).
+    pub fn remove_watch_token(&self, ws: &Path) -> Result<bool> {
+        file::remove(&self.watch_token_path(ws))
+    }
+
+    /// The stat caches of every workspace (not their watch tokens).
     pub fn stat_cache_paths(&self) -> Vec<PathBuf> {
         fs::read_dir(self.root.join("cache"))
             .into_iter()
             .flatten()
             .flatten()
             .map(|e| e.path())
+            .filter(|p| p.extension().is_none_or(|x| x != "watch"))
             .collect()
     }
 
@@ -198,8 +229,9 @@ impl Store {
         file::write_atomic(&self.tmp_dir(), FileKind::StatCache, &dest, bytes, false)
     }
 
-    /// Removes a stat cache (gc: its workspace is gone).
+    /// Removes a stat cache and its watch token (gc: its workspace is gone).
     pub fn delete_stat_cache(&self, path: &Path) -> Result<bool> {
+        let _ = file::remove(&path.with_extension("watch"));
         file::remove(path)
     }
 

@@ -11,6 +11,7 @@ pub mod materialize;
 pub mod reuse;
 pub mod statcache;
 pub mod walk;
+pub mod watch;
 
 use std::path::{Path, PathBuf};
 

@@ -3,6 +3,10 @@
 //! `.git` or the store itself, and never follows symlinks. A directory whose
 //! ignore files the crate could not read safely (`ignore_files`: a FIFO, a
 //! device, a huge file) is left out with a warning, never handed to it.
+//!
+//! A watched capture passes a `Prune` hook: a directory it names is not
+//! entered (the caller already knows its tree), so the walk costs only the
+//! directories that changed and their ancestors.
 
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -40,6 +44,23 @@ pub struct Node {
     pub rel: Vec<u8>,
     pub stat: FileStat,
     pub kind: NodeKind,
+    /// A file with more than one hard link (a write through another link
+    /// changes it without an event naming this path).
+    pub multi_link: bool,
+}
+
+/// Decides, for a directory about to be entered (its workspace-relative
+/// path), whether to leave it out because the caller knows its tree.
+pub type Prune = Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;
+
+/// What a walk found.
+#[derive(Default)]
+pub struct Walked {
+    pub nodes: Vec<Node>,
+    pub warnings: Vec<String>,
+    /// Workspace-relative paths of the `.git` entries passed over (their
+    /// `info/exclude` files are ignore rules the walk read).
+    pub git_dirs: Vec<Vec<u8>>,
 }
 
 enum Found {
@@ -53,6 +74,13 @@ enum Found {
 /// be stored (sockets, FIFOs, devices) and unreadable directories come back
 /// as warnings, one line each.
 pub fn walk(root: &Path, opts: &WalkOptions) -> Result<(Vec<Node>, Vec<String>)> {
+    let w = walk_pruned(root, opts, None)?;
+    Ok((w.nodes, w.warnings))
+}
+
+/// `walk`, leaving out the directories `prune` names, and reporting the
+/// `.git` entries it passed over.
+pub fn walk_pruned(root: &Path, opts: &WalkOptions, prune: Option<Prune>) -> Result<Walked> {
     let mut ov = OverrideBuilder::new(root);
     for g in &opts.excludes {
         ov.add(&format!("!{g}")).map_err(|e| Error::BadPattern {
@@ -77,6 +105,9 @@ pub fn walk(root: &Path, opts: &WalkOptions) -> Result<(Vec<Node>, Vec<String>)>
     let refused: Arc<Mutex<Vec<String>>> = Arc::default();
     let refused_in_filter = refused.clone();
     let skip = opts.skip_dirs.clone();
+    let git_dirs: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let seen_git = git_dirs.clone();
+    let base = root.to_path_buf();
     let mut b = ignore::WalkBuilder::new(root);
     b.hidden(false)
         .parents(false)
@@ -89,10 +120,25 @@ pub fn walk(root: &Path, opts: &WalkOptions) -> Result<(Vec<Node>, Vec<String>)>
         .overrides(overrides)
         .threads(rayon::current_num_threads().max(2))
         .filter_entry(move |e| {
-            if e.file_name() == ".git" || skip.iter().any(|s| e.path() == s) {
+            let rel = || {
+                e.path()
+                    .strip_prefix(&base)
+                    .map_or(&b""[..], |r| r.as_os_str().as_bytes())
+            };
+            if e.file_name() == ".git" {
+                seen_git
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(rel().to_vec());
+                return false;
+            }
+            if skip.iter().any(|s| e.path() == s) {
                 return false;
             }
             let dir = e.file_type().is_some_and(|t| t.is_dir());
+            if dir && e.depth() > 0 && prune.as_ref().is_some_and(|p| p(rel())) {
+                return false;
+            }
             match (dir && check_ignore_files)
                 .then(|| ignore_files::check(e.path()))
                 .flatten()
@@ -114,7 +160,12 @@ pub fn walk(root: &Path, opts: &WalkOptions) -> Result<(Vec<Node>, Vec<String>)>
     b.build_parallel().visit(&mut Collector { root, done: &done });
     let (nodes, mut warnings) = done.into_inner().unwrap_or_else(|p| p.into_inner());
     warnings.append(&mut refused.lock().unwrap_or_else(|p| p.into_inner()));
-    Ok((nodes, warnings))
+    let git_dirs = std::mem::take(&mut *git_dirs.lock().unwrap_or_else(|p| p.into_inner()));
+    Ok(Walked {
+        nodes,
+        warnings,
+        git_dirs,
+    })
 }
 
 struct Collector<'a> {
@@ -209,6 +260,7 @@ fn visit(root: &Path, res: std::result::Result<ignore::DirEntry, ignore::Error>)
     let node = Node {
         rel,
         stat: FileStat::of(&meta),
+        multi_link: kind == NodeKind::File && std::os::unix::fs::MetadataExt::nlink(&meta) > 1,
         kind,
     };
     // A tree holds mtimes as i64 nanoseconds (1677-09-21 to 2262-04-11).

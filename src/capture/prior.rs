@@ -1,0 +1,308 @@
+//! What the stat cache says about a capture: the cached record of every
+//! walked entry (`lookup`), whether a watcher's dirty set may be used with
+//! this cache (`plan_watched`), which directories a watched walk leaves
+//! out (`Pruner`), and the records those directories carry into the new
+//! cache (`carry`).
+//!
+//! Invariants: a file's cached chunks are used only when its stat matches
+//! outside the racy window and the store holds every chunk; a directory's
+//! cached tree only when its mode and mtime match and (in `assemble`) every
+//! entry below it matched too. A watched capture prunes a directory only if
+//! the watcher names nothing at, below or above it... except ancestors,
+//! which are walked, and never one holding a multi-link file.
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rayon::prelude::*;
+use rustc_hash::FxHashSet;
+
+use super::read::FileResult;
+use crate::error::Result;
+use crate::format::id::ObjectId;
+use crate::format::statcache::{FileStat, Meta, Payload, Record, Totals, unchanged};
+use crate::store::writer::ObjectWriter;
+use crate::worktree::statcache::Mapped;
+use crate::worktree::walk::{Node, NodeKind, WalkOptions};
+
+/// What the cache says about one walked entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Prior {
+    /// Not in the cache (or cached as another kind).
+    #[default]
+    Miss,
+    /// A file that changed; its cached size (for the growth guard).
+    Changed(u64),
+    /// Unchanged file (with its chunks stored) or symlink.
+    Same,
+    /// A directory whose mode and mtime match: its cached tree, entry
+    /// count and totals.
+    Dir {
+        tree: ObjectId,
+        entries: u32,
+        totals: Totals,
+    },
+}
+
+/// The cached record of every node, and the stored chunks of every file
+/// the cache vouches for. An error means the cache is damaged.
+pub fn lookup(
+    nodes: &[Node],
+    table: Option<&Mapped>,
+    writer: &ObjectWriter,
+) -> Result<(Vec<Option<FileResult>>, Vec<Prior>)> {
+    let Some(t) = table else {
+        return Ok((
+            nodes.iter().map(|_| None).collect(),
+            vec![Prior::Miss; nodes.len()],
+        ));
+    };
+    let taken = t.meta.taken_ns;
+    let found: Vec<(Option<FileResult>, Prior)> = nodes
+        .par_iter()
+        .map(|n| {
+            let Some(rec) = t.get(&n.rel)? else {
+                return Ok((None, Prior::Miss));
+            };
+            Ok(match (&n.kind, rec.payload) {
+                (NodeKind::File, Payload::File(chunks)) => {
+                    if unchanged(&rec.stat, &n.stat, taken) && chunks.iter().all(|c| writer.in_store(c)) {
+                        (Some(FileResult::Stored(chunks, n.stat)), Prior::Same)
+                    } else {
+                        (None, Prior::Changed(rec.stat.size))
+                    }
+                }
+                (NodeKind::Symlink(_), Payload::Symlink) if unchanged(&rec.stat, &n.stat, taken) => {
+                    (None, Prior::Same)
+                }
+                (
+                    NodeKind::Dir,
+                    Payload::Dir {
+                        tree,
+                        entries,
+                        totals,
+                    },
+                ) if rec.stat.mode == n.stat.mode && rec.stat.mtime_ns == n.stat.mtime_ns => (
+                    None,
+                    Prior::Dir {
+                        tree,
+                        entries,
+                        totals,
+                    },
+                ),
+                _ => (None, Prior::Miss),
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok(found.into_iter().unzip())
+}
+
+/// Fingerprint of the options that decide which entries a walk yields.
+pub fn walk_key(opts: &WalkOptions) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(b"moat walk v1\0");
+    h.update(&[opts.no_ignore as u8]);
+    for e in &opts.excludes {
+        h.update(&(e.len() as u64).to_le_bytes());
+        h.update(e.as_bytes());
+    }
+    let mut skips: Vec<&[u8]> = opts.skip_dirs.iter().map(|p| p.as_os_str().as_bytes()).collect();
+    skips.sort();
+    for s in skips {
+        h.update(&(s.len() as u64).to_le_bytes());
+        h.update(s);
+    }
+    *h.finalize().as_bytes()
+}
+
+/// The stat of `ws/rel` (all zero when it cannot be read).
+pub fn stat_at(ws: &Path, rel: &[u8]) -> FileStat {
+    std::fs::symlink_metadata(ws.join(std::ffi::OsStr::from_bytes(rel)))
+        .map(|m| FileStat::of(&m))
+        .unwrap_or_default()
+}
+
+/// The `.git/info/exclude` files of the `.git` entries a walk passed over.
+pub fn excludes_of(ws: &Path, git_dirs: &[Vec<u8>]) -> Vec<(Vec<u8>, FileStat)> {
+    git_dirs
+        .iter()
+        .map(|g| {
+            let mut p = g.clone();
+            p.extend_from_slice(b"/info/exclude");
+            let st = stat_at(ws, &p);
+            (p, st)
+        })
+        .collect()
+}
+
+/// Where a watched walk must go: the ancestors of every dirty path, and
+/// the dirty paths themselves with everything below them.
+pub struct Plan {
+    descend: FxHashSet<Vec<u8>>,
+    dirty: FxHashSet<Vec<u8>>,
+}
+
+/// Whether a watcher's dirty set can be used with this cache; the reason
+/// to walk everything when it cannot.
+pub fn plan_watched(
+    ws: &Path,
+    t: &Mapped,
+    walk_key: &[u8; 32],
+    dirty: Vec<Vec<u8>>,
+) -> std::result::Result<Plan, String> {
+    if t.meta.walk_key != *walk_key {
+        return Err("the walk options differ from the cached scan's".into());
+    }
+    if !matches!(
+        t.get(b""),
+        Ok(Some(Record {
+            payload: Payload::Dir { .. },
+            ..
+        }))
+    ) {
+        return Err("the stat cache holds no directory trees".into());
+    }
+    for (p, st) in &t.meta.excludes {
+        if stat_at(ws, p) != *st {
+            return Err(format!("ignore rules changed ({})", String::from_utf8_lossy(p)));
+        }
+    }
+    let mut descend = FxHashSet::default();
+    for p in &dirty {
+        let mut parts = p.split(|&b| b == b'/');
+        if parts.any(|c| c == b".git") || p.ends_with(b".gitignore") || p.ends_with(b".ignore") {
+            return Err(format!("ignore rules changed ({})", String::from_utf8_lossy(p)));
+        }
+        let mut i = 0;
+        descend.insert(Vec::new());
+        while let Some(k) = p[i..].iter().position(|&b| b == b'/') {
+            descend.insert(p[..i + k].to_vec());
+            i += k + 1;
+        }
+    }
+    Ok(Plan {
+        descend,
+        dirty: dirty.into_iter().collect(),
+    })
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.dirty.is_empty()
+    }
+
+    /// `rel` or one of its ancestors is dirty.
+    fn under_dirty(&self, rel: &[u8]) -> bool {
+        self.dirty.contains(rel)
+            || rel
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b'/')
+                .any(|(i, _)| self.dirty.contains(&rel[..i]))
+    }
+}
+
+/// The directories a watched walk leaves out, with their cached records.
+pub struct Pruner {
+    plan: Plan,
+    table: Arc<Mapped>,
+    pub pruned: Mutex<Vec<(Vec<u8>, Record)>>,
+    pub damaged: Mutex<Option<crate::Error>>,
+}
+
+impl Pruner {
+    pub fn new(plan: Plan, table: Arc<Mapped>) -> Self {
+        Pruner {
+            plan,
+            table,
+            pruned: Mutex::default(),
+            damaged: Mutex::default(),
+        }
+    }
+
+    /// Leave `rel` (a directory) out of the walk?
+    pub fn prune(&self, rel: &[u8]) -> bool {
+        if self.plan.descend.contains(rel) || self.plan.under_dirty(rel) {
+            return false;
+        }
+        match self.table.get(rel) {
+            Ok(Some(
+                rec @ Record {
+                    payload: Payload::Dir { totals, .. },
+                    ..
+                },
+            )) if totals.multi_links == 0 => {
+                self.pruned
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((rel.to_vec(), rec));
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                self.damaged
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert(e);
+                false
+            }
+        }
+    }
+}
+
+/// The cached records of the pruned directories and everything below
+/// them, for the new cache; a damaged record is left out with a warning
+/// (a missing record only costs a re-read).
+pub fn carry(t: &Mapped, pruned: &[(Vec<u8>, Record)], warnings: &mut Vec<String>) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut bad = 0u64;
+    for (rel, _) in pruned {
+        let range = match (t.find(rel), t.below(rel)) {
+            (Ok(Some(i)), Ok(r)) => std::iter::once(i).chain(r),
+            _ => {
+                bad += 1;
+                continue;
+            }
+        };
+        for i in range {
+            match t.raw(i) {
+                Ok(r) => out.push(r.to_vec()),
+                Err(_) => bad += 1,
+            }
+        }
+    }
+    if bad > 0 {
+        warnings.push(format!(
+            "{bad} damaged stat cache records left out; those files will be read again"
+        ));
+    }
+    out
+}
+
+/// The new cache's header fields.
+pub fn meta(ws: &Path, taken_ns: i64, walk_key: [u8; 32], excludes: Vec<(Vec<u8>, FileStat)>) -> Meta {
+    let mut excludes = excludes;
+    excludes.sort_by(|a, b| a.0.cmp(&b.0));
+    excludes.dedup_by(|a, b| a.0 == b.0);
+    Meta {
+        workspace: ws.as_os_str().as_bytes().to_vec(),
+        taken_ns,
+        walk_key,
+        nonce: nonce(),
+        excludes,
+    }
+}
+
+/// Random enough to tell two written caches apart.
+fn nonce() -> [u8; 16] {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let mut h = blake3::Hasher::new();
+    h.update(&std::process::id().to_le_bytes());
+    h.update(&crate::util::now_ns().to_le_bytes());
+    h.update(&N.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+    let mut n = [0; 16];
+    n.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    n
+}

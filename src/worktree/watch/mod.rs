@@ -1,0 +1,115 @@
+//! Watching a workspace, so a snapshot costs what changed.
+//!
+//! A watcher keeps, for one workspace, the set of paths that changed, in
+//! numbered *segments*: a capture's `begin` request first reads every event
+//! the kernel has queued (inotify queues an event inside the system call
+//! that changed the file, so every change completed before `begin` is
+//! read), then closes the current segment and opens segment `seq`, and
+//! answers with the paths of every segment from the one the capture asked
+//! about on. The capture saves `(epoch, seq)` as a *token* beside the stat
+//! cache it writes; the next capture asks "what changed since that token".
+//!
+//! The vouching protocol (the watcher answers `Vouched` only if all hold):
+//! 1. The token's epoch is the watcher's current epoch. An epoch starts
+//!    once every directory of the workspace is watched, and ends at
+//!    anything that may lose an event: a queue overflow, a watch that
+//!    could not be added (watch limit), a mount or unmount under the
+//!    workspace, the workspace root moved or deleted, the dirty set
+//!    growing past its bound, the watcher restarting or crashing (its
+//!    epoch dies with it). A capture with no token, or one of another
+//!    epoch, walks the whole workspace.
+//! 2. The watcher still holds every segment from the token's on (it drops
+//!    segments older than the oldest token asked about).
+//! 3. Because the token is taken *before* the capture's scan begins, a
+//!    change during the scan lands in a segment the next capture receives:
+//!    it stays dirty for the next snapshot, whether or not this scan saw it.
+//!
+//! A dirty path means "this entry, and for a directory everything below
+//! it, may differ from the stat cache"; the capture re-walks it and its
+//! ancestors and reuses the cached tree of every other directory. A
+//! directory renamed inside the workspace keeps its watches (they follow
+//! the inode); the watcher renames their paths and marks both names dirty.
+//!
+//! Not seen by any inotify watcher, and so never vouched for: writes
+//! through a shared memory mapping (no event at all; git and watchman have
+//! the same limit), and writes through a hard link outside the workspace
+//! (the capture re-stats every multi-link file instead of trusting it).
+
+pub mod socket;
+pub mod state;
+pub mod twin;
+
+use std::fmt;
+use std::sync::Arc;
+
+pub use state::{Hub, Status};
+
+/// A position in a watcher's history: everything after it is known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Since {
+    pub epoch: [u8; 16],
+    pub seq: u64,
+}
+
+/// A watcher's answer to a capture about to scan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// These workspace-relative paths (a directory: with all below it) are
+    /// all that may have changed since the token asked about. `next` is the
+    /// token of the scan about to start.
+    Vouched { dirty: Vec<Vec<u8>>, next: Since },
+    /// The watcher cannot vouch (`reason`); if `next` is given, the scan
+    /// about to start can be the base of the next capture.
+    Refused { reason: String, next: Option<Since> },
+}
+
+/// Something that can answer a capture's `begin`: the in-process `Hub`,
+/// or the socket client of a `moat watch` process.
+pub trait Vouch: Send + Sync {
+    fn begin(&self, since: Option<Since>) -> Answer;
+}
+
+/// How a capture learns what changed.
+#[derive(Clone, Default)]
+pub enum WatchLink {
+    /// Walk the whole workspace.
+    Off,
+    /// Ask the `moat watch` process of the workspace, if one runs.
+    #[default]
+    Socket,
+    /// Ask this watcher (one embedded in the calling process).
+    With(Arc<dyn Vouch>),
+}
+
+impl fmt::Debug for WatchLink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            WatchLink::Off => "Off",
+            WatchLink::Socket => "Socket",
+            WatchLink::With(_) => "With(..)",
+        })
+    }
+}
+
+/// One thing a watcher backend reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// This workspace-relative path (and all below it) may have changed.
+    Dirty(Vec<u8>),
+    /// Events may have been lost; watches are intact again from now on.
+    Reset(String),
+    /// The watcher can no longer vouch for anything (until restarted).
+    Broken(String),
+}
+
+/// A platform's file watcher for one workspace (inotify on Linux; a test
+/// twin fed by hand). Every directory is watched once `new` returns.
+pub trait Watcher: Send {
+    /// Reads every queued event without blocking and reports what changed.
+    fn poll(&mut self, out: &mut Vec<Change>) -> crate::Result<()>;
+    /// A function that waits up to the given time for events (returning
+    /// early when some arrive), usable while another thread polls.
+    fn waiter(&self) -> Box<dyn Fn(std::time::Duration) + Send + Sync>;
+    /// (watched directories, bytes the watcher holds for them).
+    fn usage(&self) -> (u64, u64);
+}
