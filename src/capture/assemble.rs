@@ -86,11 +86,12 @@ pub fn assemble(
             }
             (NodeKind::Symlink(t), _) => {
                 add.symlinks = 1;
+                add.multi_links = n.multi_link as u64;
                 entry.size = t.len() as u64;
                 entry.content = Content::Symlink(t.clone());
                 let rec = Record {
                     stat: n.stat,
-                    multi_link: false,
+                    multi_link: n.multi_link,
                     payload: Payload::Symlink,
                 };
                 records.push(statcache::encode_record(key, &n.rel, &rec));

@@ -8,8 +8,9 @@
 //! outside the racy window and the store holds every chunk; a directory's
 //! cached tree only when its mode and mtime match and (in `assemble`) every
 //! entry below it matched too. A watched capture prunes a directory only if
-//! the watcher names nothing at, below or above it... except ancestors,
-//! which are walked, and never one holding a multi-link file.
+//! the watcher names nothing at or below it and nothing at any of its
+//! ancestors (ancestors of dirty paths are walked, not pruned), and never
+//! one holding an entry with several hard links.
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -43,6 +44,17 @@ pub enum Prior {
         entries: u32,
         totals: Totals,
     },
+}
+
+/// Whether a walked file has more than one hard link that its record did
+/// not know about: its other names may have changed without an event.
+pub fn new_link(nodes: &[Node], table: &Mapped) -> Result<bool> {
+    for n in nodes.iter().filter(|n| n.multi_link) {
+        if !table.get(&n.rel)?.is_some_and(|r| r.multi_link) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// The cached record of every node, and the stored chunks of every file

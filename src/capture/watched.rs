@@ -120,28 +120,36 @@ pub fn scan(
                 f.next = next;
                 return Ok(f);
             }
-            Err(damage) => {
+            Err(Retry::Damaged(damage)) => {
                 warnings.push(format!(
                     "ignoring damaged stat cache ({damage}); every file will be read"
                 ));
                 table = None;
                 plan = Err("the stat cache is damaged".into());
             }
+            Err(Retry::Walk(why)) => plan = Err(why),
         }
     }
 }
 
-/// One try at the scan; the inner error is a damaged cache (scan again
-/// without it).
+/// Why a scan is tried again.
+enum Retry {
+    /// The cache is damaged: scan without it.
+    Damaged(Error),
+    /// The watched scan cannot be trusted: walk everything.
+    Walk(String),
+}
+
+/// One try at the scan.
 fn attempt(
     ws: &Path,
     wopts: &WalkOptions,
     table: Option<Arc<Mapped>>,
     plan: std::result::Result<Plan, String>,
     writer: &ObjectWriter,
-) -> Result<std::result::Result<Found, Error>> {
+) -> Result<std::result::Result<Found, Retry>> {
     let root_prior = match table.as_deref().map(|t| t.get(b"")) {
-        Some(Err(e)) => return Ok(Err(e)),
+        Some(Err(e)) => return Ok(Err(Retry::Damaged(e))),
         Some(Ok(Some(Record {
             payload:
                 Payload::Dir {
@@ -195,13 +203,20 @@ fn attempt(
     let walked = walk::walk_pruned(ws, wopts, hook)?;
     if let Some(p) = &pruner {
         if let Some(e) = p.damaged.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            return Ok(Err(e));
+            return Ok(Err(Retry::Damaged(e)));
         }
         f.pruned = std::mem::take(&mut *p.pruned.lock().unwrap_or_else(|e| e.into_inner()));
+        // A new hard link: the file's other names got no event and may sit
+        // in pruned directories.
+        match table.as_deref().map(|t| prior::new_link(&walked.nodes, t)) {
+            Some(Err(e)) => return Ok(Err(Retry::Damaged(e))),
+            Some(Ok(true)) => return Ok(Err(Retry::Walk("a file gained a hard link".into()))),
+            _ => {}
+        }
     }
     let (results, prior) = match prior::lookup(&walked.nodes, table.as_deref(), writer) {
         Ok(r) => r,
-        Err(e) => return Ok(Err(e)),
+        Err(e) => return Ok(Err(Retry::Damaged(e))),
     };
     f.excludes = old_excludes;
     f.excludes.extend(prior::excludes_of(ws, &walked.git_dirs));

@@ -15,6 +15,7 @@ mod restore;
 mod rollback;
 mod run;
 mod snapshot;
+mod watch;
 
 use std::path::PathBuf;
 
@@ -73,6 +74,8 @@ enum Cmd {
     System(gc::SystemCmd),
     /// Verify the store: every snapshot complete; with --read-data every byte
     Check(check::CheckArgs),
+    /// Watch a workspace so its snapshots cost only what changed (foreground)
+    Watch(watch::WatchArgs),
 }
 
 pub struct Ctx {
@@ -122,6 +125,7 @@ fn run() -> i32 {
         Cmd::Diff(a) => diff::run_diff(&ctx, a),
         Cmd::Log(a) => diff::run_log(&ctx, a),
         Cmd::Rollback(a) => rollback::run(&ctx, a),
+        Cmd::Watch(a) => watch::run(&ctx, a),
     };
     match res {
         Ok(code) => code,

@@ -70,6 +70,10 @@ pub fn run(ctx: &Ctx, a: SnapshotArgs) -> moat::Result<i32> {
         errln!("moat: warning: {w}");
     }
     if ctx.verbose {
+        match &report.scan_note {
+            Some(why) => errln!("moat: walked the whole workspace: {why}"),
+            None => errln!("moat: scan: {}", report.snapshot.scan.name()),
+        }
         errln!("moat: {}", fmt::staging(&report.staging));
     }
 

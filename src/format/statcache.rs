@@ -106,7 +106,7 @@ pub struct Totals {
     pub dirs: u64,
     pub symlinks: u64,
     pub bytes: u64,
-    /// Files with more than one hard link.
+    /// Files and symlinks with more than one hard link.
     pub multi_links: u64,
 }
 
@@ -128,8 +128,8 @@ impl Totals {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
     pub stat: FileStat,
-    /// The file had more than one hard link when cached (a write through
-    /// another link changes it without an event naming this path).
+    /// The file or symlink had more than one hard link when cached (a
+    /// change through another name gets no event naming this path).
     pub multi_link: bool,
     pub payload: Payload,
 }

@@ -1,6 +1,6 @@
 //! The commands over a store, one module each: restore, rollback, diff
 //! (and its text patches), log, inspect (show, ls), resolve (naming
-//! snapshots), check and gc. Uses `capture`, `worktree`, `store`, `format`
+//! snapshots), check, gc and watch. Uses `capture`, `worktree`, `store`, `format`
 //! and `util`; the CLI turns their typed results into output.
 
 pub mod check;
@@ -12,3 +12,4 @@ pub mod patch;
 pub mod resolve;
 pub mod restore;
 pub mod rollback;
+pub mod watch;

@@ -44,8 +44,8 @@ pub struct Node {
     pub rel: Vec<u8>,
     pub stat: FileStat,
     pub kind: NodeKind,
-    /// A file with more than one hard link (a write through another link
-    /// changes it without an event naming this path).
+    /// A file or symlink with more than one hard link (a change through
+    /// another name changes it without an event naming this path).
     pub multi_link: bool,
 }
 
@@ -260,7 +260,7 @@ fn visit(root: &Path, res: std::result::Result<ignore::DirEntry, ignore::Error>)
     let node = Node {
         rel,
         stat: FileStat::of(&meta),
-        multi_link: kind == NodeKind::File && std::os::unix::fs::MetadataExt::nlink(&meta) > 1,
+        multi_link: kind != NodeKind::Dir && std::os::unix::fs::MetadataExt::nlink(&meta) > 1,
         kind,
     };
     // A tree holds mtimes as i64 nanoseconds (1677-09-21 to 2262-04-11).

@@ -35,6 +35,8 @@
 //! the same limit), and writes through a hard link outside the workspace
 //! (the capture re-stats every multi-link file instead of trusting it).
 
+#[cfg(target_os = "linux")]
+pub mod linux;
 pub mod socket;
 pub mod state;
 pub mod twin;
@@ -112,4 +114,42 @@ pub trait Watcher: Send {
     fn waiter(&self) -> Box<dyn Fn(std::time::Duration) + Send + Sync>;
     /// (watched directories, bytes the watcher holds for them).
     fn usage(&self) -> (u64, u64);
+}
+
+/// This platform's watcher of `ws` (canonical), with every directory
+/// except `.git` and `skip` watched.
+pub fn platform_watcher(
+    ws: &std::path::Path,
+    skip: Vec<std::path::PathBuf>,
+) -> crate::Result<Box<dyn Watcher>> {
+    #[cfg(target_os = "linux")]
+    {
+        Ok(Box::new(linux::Inotify::new(ws, skip)?))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = skip;
+        Err(crate::Error::io(
+            ws,
+            std::io::Error::new(std::io::ErrorKind::Unsupported, "watching needs Linux (inotify)"),
+        ))
+    }
+}
+
+/// Starts watching `ws` in this process (the library API for `moat run`):
+/// every directory is watched when it returns, and a background thread
+/// takes events in until the last handle is dropped. Pass the hub to a
+/// capture as `WatchLink::With(hub)`.
+pub fn spawn(ws: &std::path::Path, skip: Vec<std::path::PathBuf>) -> crate::Result<Arc<Hub>> {
+    let hub = Arc::new(Hub::new(platform_watcher(ws, skip)?));
+    let weak = Arc::downgrade(&hub);
+    let started = std::thread::Builder::new()
+        .name("moat-watch".into())
+        .spawn(move || {
+            while let Some(h) = weak.upgrade() {
+                h.pump(std::time::Duration::from_millis(200));
+            }
+        });
+    started.map_err(|e| crate::Error::io(ws, e))?;
+    Ok(hub)
 }

@@ -1,0 +1,436 @@
+//! `moat watch`: a watched snapshot equals a full walk of the same state,
+//! after every kind of change, and every way the watcher can lose track
+//! falls back to the walk and says why.
+
+mod common;
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use moat::capture::{self, CaptureOptions};
+use moat::util::progress::NoProgress;
+use moat::worktree::walk::WalkOptions;
+use moat::worktree::watch::{Answer, Since, Vouch, WatchLink};
+
+struct Watched {
+    env: Env,
+    ws: PathBuf,
+    child: Option<Child>,
+}
+
+impl Watched {
+    fn new() -> Self {
+        let env = Env::new();
+        let ws = env.path("ws");
+        fs::create_dir_all(&ws).unwrap();
+        fs::create_dir_all(env.path("home")).unwrap();
+        let ws = fs::canonicalize(&ws).unwrap();
+        Watched { env, ws, child: None }
+    }
+
+    fn home(&self) -> PathBuf {
+        self.env.path("home")
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = self.env.cmd();
+        c.env("MOAT_HOME", self.home());
+        c
+    }
+
+    /// Starts `moat watch` and waits until it answers.
+    fn start(&mut self) {
+        let child = self
+            .cmd()
+            .args(["watch", self.ws.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn moat watch");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.status().contains(self.ws.to_str().unwrap()) {
+            assert!(Instant::now() < deadline, "watcher did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn status(&self) -> String {
+        let out = self.cmd().args(["watch", "--status", "--json"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn stop(&mut self) {
+        let out = self
+            .cmd()
+            .args(["watch", "--stop", self.ws.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", show(&out));
+        if let Some(mut c) = self.child.take() {
+            c.wait().unwrap();
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.as_ref().expect("watcher running").id() as i32
+    }
+
+    /// A snapshot (allowed empty); returns its JSON and the --verbose lines.
+    fn snap(&self) -> (serde_json::Value, String) {
+        let out = self
+            .cmd()
+            .args([
+                "snapshot",
+                self.ws.to_str().unwrap(),
+                "--json",
+                "--verbose",
+                "--allow-empty",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", show(&out));
+        let v = serde_json::from_slice(&out.stdout).expect("json");
+        (v, String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
+    /// The root tree of a full walk of the workspace as it is now.
+    fn walked_root(&self) -> String {
+        let store = moat::Store::open(&self.env.store()).unwrap();
+        let (scan, _) = capture::scan_dry(&store, &self.ws, &WalkOptions::default(), &NoProgress).unwrap();
+        scan.root.to_hex()
+    }
+
+    /// Snapshots, expecting a watched scan equal to a full walk.
+    fn watched_ok(&self, what: &str) {
+        let (v, err) = self.snap();
+        assert_eq!(v["scan"], "watched", "{what}: not watched: {err}");
+        assert_eq!(
+            v["root"].as_str().unwrap(),
+            self.walked_root(),
+            "{what}: tree differs from a full walk"
+        );
+    }
+
+    /// Snapshots, expecting a full walk for a reason containing `why`.
+    fn walked_because(&self, why: &str) {
+        let (v, err) = self.snap();
+        assert_eq!(v["scan"], "walked", "expected a walk ({why}): {err}");
+        assert!(err.contains(why), "expected reason {why:?}: {err}");
+        assert_eq!(v["root"].as_str().unwrap(), self.walked_root());
+    }
+
+    fn p(&self, rel: &str) -> PathBuf {
+        self.ws.join(rel)
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn set_mtime(p: &Path, secs: i64) {
+    use nix::sys::stat::{UtimensatFlags, utimensat};
+    use nix::sys::time::TimeSpec;
+    let t = TimeSpec::new(secs, 0);
+    utimensat(nix::fcntl::AT_FDCWD, p, &t, &t, UtimensatFlags::NoFollowSymlink).unwrap();
+}
+
+fn base_tree(w: &Watched) {
+    write(&w.p("src/main.rs"), b"fn main() {}\n");
+    write(&w.p("src/lib/a.rs"), b"pub fn a() {}\n");
+    write(&w.p("src/lib/b.rs"), b"pub fn b() {}\n");
+    write(&w.p("docs/guide/intro.md"), b"# intro\n");
+    write(&w.p("same.txt"), b"0123456789");
+    std::os::unix::fs::symlink("src/main.rs", w.p("link")).unwrap();
+    backdate(&w.ws);
+}
+
+#[test]
+fn every_kind_of_change_is_seen() {
+    let mut w = Watched::new();
+    base_tree(&w);
+    w.start();
+    w.walked_because("no watch token");
+    w.watched_ok("no change");
+    write(&w.p("src/new.rs"), b"new");
+    w.watched_ok("create");
+    fs::remove_file(w.p("src/lib/b.rs")).unwrap();
+    w.watched_ok("delete");
+    fs::rename(w.p("src/new.rs"), w.p("docs/moved.rs")).unwrap();
+    w.watched_ok("rename file");
+    fs::rename(w.p("src/lib"), w.p("docs/lib2")).unwrap();
+    w.watched_ok("rename directory");
+    // The moved directory's watches follow it: a change inside it after
+    // the move is seen under its new name.
+    write(&w.p("docs/lib2/a.rs"), b"changed after the move");
+    w.watched_ok("change inside a moved directory");
+    fs::set_permissions(w.p("docs/moved.rs"), fs::Permissions::from_mode(0o755)).unwrap();
+    w.watched_ok("chmod");
+    fs::remove_file(w.p("link")).unwrap();
+    std::os::unix::fs::symlink("docs/moved.rs", w.p("link")).unwrap();
+    w.watched_ok("symlink retarget");
+    // Same size, same mtime: only the event (and ctime) tells.
+    let m = fs::metadata(w.p("same.txt")).unwrap();
+    let mtime = std::os::unix::fs::MetadataExt::mtime(&m);
+    fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(w.p("same.txt"))
+        .unwrap();
+    fs::write(w.p("same.txt"), b"abcdefghij").unwrap();
+    set_mtime(&w.p("same.txt"), mtime);
+    w.watched_ok("truncate and rewrite, same size and mtime");
+    fs::create_dir_all(w.p("fresh/deeper")).unwrap();
+    write(&w.p("fresh/deeper/x.txt"), b"x");
+    w.watched_ok("new directory");
+    write(&w.p("fresh/deeper/x.txt"), b"xy");
+    w.watched_ok("change inside a new directory");
+    fs::remove_dir_all(w.p("fresh")).unwrap();
+    w.watched_ok("remove a tree");
+    w.stop();
+}
+
+/// A `Vouch` that changes a file right after answering: the change happens
+/// while the capture scans.
+struct ChangeDuringScan {
+    inner: std::sync::Arc<moat::worktree::watch::Hub>,
+    file: PathBuf,
+}
+
+impl Vouch for ChangeDuringScan {
+    fn begin(&self, since: Option<Since>) -> Answer {
+        let a = self.inner.begin(since);
+        let mut f = fs::OpenOptions::new().append(true).open(&self.file).unwrap();
+        f.write_all(b" and more").unwrap();
+        a
+    }
+}
+
+#[test]
+fn a_change_during_a_snapshot_stays_dirty_for_the_next() {
+    let w = Watched::new();
+    base_tree(&w);
+    let store = moat::Store::open_or_create(&w.env.store()).unwrap();
+    let hub = moat::worktree::watch::spawn(&w.ws, store.own_dirs()).unwrap();
+    let opts = |link: WatchLink| CaptureOptions {
+        watch: link,
+        allow_empty: true,
+        ..CaptureOptions::default()
+    };
+    capture::capture(&store, &w.ws, &opts(WatchLink::With(hub.clone())), &NoProgress).unwrap();
+    let sneaky = ChangeDuringScan {
+        inner: hub.clone(),
+        file: w.p("src/main.rs"),
+    };
+    let r = capture::capture(
+        &store,
+        &w.ws,
+        &opts(WatchLink::With(std::sync::Arc::new(sneaky))),
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(r.snapshot.scan, moat::format::snapshot::Scan::Watched);
+    let r = capture::capture(&store, &w.ws, &opts(WatchLink::With(hub)), &NoProgress).unwrap();
+    assert_eq!(
+        r.snapshot.scan,
+        moat::format::snapshot::Scan::Watched,
+        "{:?}",
+        r.scan_note
+    );
+    assert_eq!(r.snapshot.root.to_hex(), w.walked_root());
+}
+
+#[test]
+fn fallbacks_say_why() {
+    let mut w = Watched::new();
+    base_tree(&w);
+    w.walked_because("no watcher runs");
+    // Started after the cached scan: it cannot vouch for what came before.
+    w.start();
+    w.walked_because("no watch token");
+    w.watched_ok("vouched");
+    // Restarted: a new epoch.
+    w.stop();
+    w.start();
+    write(&w.p("src/main.rs"), b"changed while no watcher ran");
+    w.walked_because("started after the cached scan");
+    w.watched_ok("vouched again");
+    // Other walk options than the cached scan's.
+    let out = w
+        .cmd()
+        .args([
+            "snapshot",
+            w.ws.to_str().unwrap(),
+            "--json",
+            "-v",
+            "--exclude",
+            "*.md",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("walk options differ"),
+        "{}",
+        show(&out)
+    );
+    w.walked_because("walk options differ");
+    w.watched_ok("vouched again");
+    // Ignore rules changed.
+    write(&w.p(".gitignore"), b"*.md\n");
+    w.walked_because("ignore rules changed");
+    w.watched_ok("vouched again");
+    // A damaged stat cache.
+    let cache = fs::read_dir(w.env.store().join("cache"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "stat"))
+        .unwrap();
+    let mut data = fs::read(&cache).unwrap();
+    data[20] ^= 1;
+    fs::write(&cache, &data).unwrap();
+    let (v, err) = w.snap();
+    assert_eq!(v["scan"], "walked", "{err}");
+    assert!(v["warnings"].to_string().contains("stat cache"), "{v}");
+    w.watched_ok("vouched again");
+    // The watcher crashed: its socket is left behind, nobody answers.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(w.pid()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    w.child.take().unwrap().wait().unwrap();
+    w.walked_because("no watcher runs");
+}
+
+const QUEUE_KNOB: &str = "/proc/sys/fs/inotify/max_queued_events";
+
+/// Starts the watcher with a small inotify queue where the test may set
+/// one (root; the kernel reads the limit when the watcher starts, so it is
+/// put back at once); returns the queue length the watcher got.
+fn start_with_small_queue(w: &mut Watched) -> usize {
+    let old = fs::read_to_string(QUEUE_KNOB)
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok());
+    let small = 256;
+    if old.is_some() && fs::write(QUEUE_KNOB, small.to_string()).is_ok() {
+        w.start();
+        fs::write(QUEUE_KNOB, old.unwrap_or(16384).to_string()).unwrap();
+        return small;
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "note: cannot lower {QUEUE_KNOB}; flooding the default queue"
+    );
+    w.start();
+    old.unwrap_or(16384)
+}
+
+#[test]
+fn queue_overflow_falls_back() {
+    let mut w = Watched::new();
+    base_tree(&w);
+    let limit = start_with_small_queue(&mut w);
+    w.snap();
+    w.watched_ok("vouched");
+    fs::create_dir_all(w.p("flood")).unwrap();
+    // A status request makes the watcher take its events in: `flood` is
+    // watched from here on.
+    w.status();
+    // Freeze the watcher so its queue overflows, then let it go.
+    let pid = nix::unistd::Pid::from_raw(w.pid());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    for i in 0..limit + 100 {
+        fs::write(w.p(&format!("flood/{i}")), b"").unwrap();
+    }
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    w.walked_because("overflowed");
+    w.watched_ok("vouched again");
+}
+
+#[test]
+fn root_moved_away_and_back_falls_back() {
+    let mut w = Watched::new();
+    base_tree(&w);
+    w.start();
+    w.snap();
+    w.watched_ok("vouched");
+    let aside = w.env.path("aside");
+    fs::rename(&w.ws, &aside).unwrap();
+    fs::rename(&aside, &w.ws).unwrap();
+    w.walked_because("moved or removed");
+}
+
+#[test]
+fn a_new_mount_falls_back() {
+    let mut w = Watched::new();
+    base_tree(&w);
+    w.start();
+    w.snap();
+    w.watched_ok("vouched");
+    let target = w.p("docs");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs"])
+        .arg(&target)
+        .status();
+    if !mounted.is_ok_and(|s| s.success()) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED a_new_mount_falls_back: cannot mount tmpfs"
+        );
+        return;
+    }
+    let res = std::panic::catch_unwind(|| {
+        w.walked_because("mounts under the workspace changed");
+        write(&w.p("docs/inside-the-mount.txt"), b"m");
+        w.watched_ok("a change inside the new mount");
+    });
+    let _ = Command::new("umount").arg(&target).status();
+    if let Err(e) = res {
+        std::panic::resume_unwind(e);
+    }
+}
+
+#[test]
+fn survives_a_git_checkout() {
+    let mut w = Watched::new();
+    git(&w.ws, &["init", "-q", "-b", "one"]);
+    for i in 0..1000 {
+        write(
+            &w.p(&format!("d{}/f{i}.txt", i % 40)),
+            format!("one {i}\n").as_bytes(),
+        );
+    }
+    git(&w.ws, &["add", "-A"]);
+    git(&w.ws, &["commit", "-qm", "one"]);
+    git(&w.ws, &["checkout", "-qb", "two"]);
+    for i in 0..1000 {
+        let p = w.p(&format!("d{}/f{i}.txt", i % 40));
+        if i % 3 == 0 {
+            fs::remove_file(p).unwrap();
+        } else {
+            fs::write(p, format!("two {i}\n")).unwrap();
+        }
+    }
+    write(&w.p("new/dir/only-on-two.txt"), b"two");
+    git(&w.ws, &["add", "-A"]);
+    git(&w.ws, &["commit", "-qm", "two"]);
+    w.start();
+    w.snap();
+    w.watched_ok("vouched");
+    git(&w.ws, &["checkout", "-q", "one"]);
+    w.watched_ok("after checking out another branch");
+    git(&w.ws, &["checkout", "-q", "two"]);
+    w.watched_ok("and back");
+}
