@@ -34,24 +34,45 @@ pub struct Built {
     pub root_reused: bool,
 }
 
-#[derive(Default)]
+/// What pass 1 learns of one directory.
+#[derive(Clone, Copy)]
 struct Dir {
-    entries: Vec<Entry>,
     count: u32,
     clean: bool,
     totals: Totals,
+    /// The cached tree, when it is kept.
+    kept: Option<ObjectId>,
 }
 
-fn dir() -> Dir {
-    Dir {
-        clean: true,
-        ..Dir::default()
+impl Default for Dir {
+    fn default() -> Self {
+        Dir {
+            count: 0,
+            clean: true,
+            totals: Totals::default(),
+            kept: None,
+        }
     }
+}
+
+fn bump(d: &mut Dir, clean: bool, add: &Totals) {
+    d.count = d.count.saturating_add(1);
+    d.clean &= clean;
+    d.totals.add(add);
+}
+
+fn depth(rel: &[u8]) -> usize {
+    rel.iter().filter(|&&b| b == b'/').count()
 }
 
 /// Builds every tree bottom-up. `prior` is what the cache said of each
 /// node (`prior::lookup`), `pruned` the directories a watched walk left
 /// out with their cached records, `root_prior` the cached root.
+///
+/// Pass 1 decides, from counts and the cache alone, which directories keep
+/// their cached tree; when the root does, nothing is encoded and no record
+/// is built (the cache on disk already says it all). Otherwise pass 2
+/// encodes the other directories and builds every record.
 pub fn assemble(
     nodes: &[Node],
     results: Vec<Option<FileResult>>,
@@ -63,90 +84,146 @@ pub fn assemble(
 ) -> Result<Built> {
     let mut stats = Stats::default();
     let mut warnings = Vec::new();
-    let mut records = Vec::new();
-    let mut children: FxHashMap<&[u8], Dir> = Default::default();
-    children.insert(b"", dir());
-    let mut dirs: Vec<(&[u8], usize)> = Vec::new();
-    for (i, (n, res)) in nodes.iter().zip(results).enumerate() {
-        let (parent, name) = split_parent(&n.rel);
-        let same = prior.get(i) == Some(&Prior::Same);
-        let mut entry = Entry {
-            name: name.to_vec(),
-            mode: n.stat.mode & 0o7777,
-            mtime_ns: n.stat.mtime_ns,
-            size: 0,
-            content: Content::Dir(ObjectId([0; 32])),
-        };
+    let mut info: FxHashMap<&[u8], Dir> = Default::default();
+    info.insert(b"", Dir::default());
+    let mut dirs: Vec<usize> = Vec::new();
+    for (i, (n, res)) in nodes.iter().zip(&results).enumerate() {
+        let (parent, _) = split_parent(&n.rel);
         let mut add = Totals::default();
         match (&n.kind, res) {
             (NodeKind::Dir, _) => {
-                dirs.push((&n.rel, i));
-                children.entry(&n.rel).or_insert_with(dir);
+                dirs.push(i);
+                info.entry(&n.rel).or_default();
                 continue;
             }
-            (NodeKind::Symlink(t), _) => {
+            (NodeKind::Symlink(_), _) => {
                 add.symlinks = 1;
                 add.multi_links = n.multi_link as u64;
-                entry.size = t.len() as u64;
-                entry.content = Content::Symlink(t.clone());
-                let rec = Record {
-                    stat: n.stat,
-                    multi_link: n.multi_link,
-                    payload: Payload::Symlink,
-                };
-                records.push(statcache::encode_record(key, &n.rel, &rec));
             }
-            (NodeKind::File, Some(FileResult::Stored(chunks, st))) => {
+            (NodeKind::File, Some(FileResult::Stored(_, st))) => {
                 add.files = 1;
                 add.bytes = st.size;
                 add.multi_links = n.multi_link as u64;
-                entry.size = st.size;
-                entry.mode = st.mode & 0o7777;
-                entry.mtime_ns = st.mtime_ns;
+            }
+            (NodeKind::File, Some(FileResult::Skipped(w))) => {
+                stats.skipped += 1;
+                warnings.push(w.clone());
+                info.entry(parent).or_default().clean = false;
+                continue;
+            }
+            (NodeKind::File, None) => {
+                info.entry(parent).or_default().clean = false;
+                continue;
+            }
+        }
+        bump(
+            info.entry(parent).or_default(),
+            prior.get(i) == Some(&Prior::Same),
+            &add,
+        );
+    }
+    for (rel, rec) in pruned {
+        if let Payload::Dir { totals, .. } = &rec.payload {
+            let mut add = *totals;
+            add.dirs = add.dirs.saturating_add(1);
+            bump(info.entry(split_parent(rel).0).or_default(), true, &add);
+        }
+    }
+    // Deepest first, so every subtree is decided before its parent.
+    dirs.sort_by_key(|&i| std::cmp::Reverse(depth(&nodes[i].rel)));
+    for &i in &dirs {
+        let rel = &nodes[i].rel[..];
+        let mut d = info.get(rel).copied().unwrap_or_default();
+        d.kept = kept(&d, &prior[i], writer);
+        info.insert(rel, d);
+        let mut add = d.totals;
+        add.dirs = add.dirs.saturating_add(1);
+        let clean = d.kept.is_some() && matches!(prior[i], Prior::Dir(_));
+        bump(info.entry(split_parent(rel).0).or_default(), clean, &add);
+    }
+    let root = info.get(&b""[..]).copied().unwrap_or_default();
+    stats.files = root.totals.files;
+    stats.dirs = root.totals.dirs;
+    stats.symlinks = root.totals.symlinks;
+    stats.bytes = root.totals.bytes;
+    if let Some(tree) = kept(&root, root_prior, writer) {
+        return Ok(Built {
+            root: tree,
+            records: Vec::new(),
+            stats,
+            warnings,
+            root_reused: true,
+        });
+    }
+    // Pass 2: entries for the directories not kept, records for all.
+    let mut records = Vec::with_capacity(nodes.len() + 1);
+    let mut children: FxHashMap<&[u8], Vec<Entry>> = Default::default();
+    let open = |info: &FxHashMap<&[u8], Dir>, p: &[u8]| info.get(p).is_none_or(|d| d.kept.is_none());
+    for (n, res) in nodes.iter().zip(results) {
+        let (parent, name) = split_parent(&n.rel);
+        let (rec, content, size, stat) = match (&n.kind, res) {
+            (NodeKind::Symlink(t), _) => (
+                Record {
+                    stat: n.stat,
+                    multi_link: n.multi_link,
+                    payload: Payload::Symlink,
+                },
+                Content::Symlink(t.clone()),
+                t.len() as u64,
+                n.stat,
+            ),
+            (NodeKind::File, Some(FileResult::Stored(chunks, st))) => {
                 let rec = Record {
                     stat: st,
                     multi_link: n.multi_link,
                     payload: Payload::File(chunks),
                 };
                 records.push(statcache::encode_record(key, &n.rel, &rec));
-                if let Payload::File(chunks) = rec.payload {
-                    entry.content = Content::File(chunks);
+                if open(&info, parent)
+                    && let Payload::File(chunks) = rec.payload
+                {
+                    children.entry(parent).or_default().push(Entry {
+                        name: name.to_vec(),
+                        mode: st.mode & 0o7777,
+                        mtime_ns: st.mtime_ns,
+                        size: st.size,
+                        content: Content::File(chunks),
+                    });
                 }
-            }
-            (NodeKind::File, Some(FileResult::Skipped(w))) => {
-                stats.skipped += 1;
-                warnings.push(w);
-                children.entry(parent).or_insert_with(dir).clean = false;
                 continue;
             }
-            (NodeKind::File, None) => {
-                children.entry(parent).or_insert_with(dir).clean = false;
-                continue;
-            }
+            _ => continue,
+        };
+        records.push(statcache::encode_record(key, &n.rel, &rec));
+        if open(&info, parent) {
+            children.entry(parent).or_default().push(Entry {
+                name: name.to_vec(),
+                mode: stat.mode & 0o7777,
+                mtime_ns: stat.mtime_ns,
+                size,
+                content,
+            });
         }
-        let d = children.entry(parent).or_insert_with(dir);
-        d.entries.push(entry);
-        d.count = d.count.saturating_add(1);
-        d.clean &= same;
-        d.totals.add(&add);
     }
     for (rel, rec) in pruned {
-        let Payload::Dir { tree, totals, .. } = &rec.payload else {
-            continue;
-        };
         let (parent, name) = split_parent(rel);
-        let d = children.entry(parent).or_insert_with(dir);
-        d.entries.push(dir_entry(name, &rec.stat, *tree));
-        d.count = d.count.saturating_add(1);
-        d.totals.add(totals);
-        d.totals.dirs = d.totals.dirs.saturating_add(1);
+        if let Payload::Dir { tree, .. } = &rec.payload
+            && open(&info, parent)
+        {
+            children
+                .entry(parent)
+                .or_default()
+                .push(dir_entry(name, &rec.stat, *tree));
+        }
     }
-    // Deepest first, so every subtree id exists before its parent is built.
-    dirs.sort_by_key(|(rel, _)| std::cmp::Reverse(rel.iter().filter(|&&b| b == b'/').count()));
-    for (rel, i) in dirs {
+    for &i in &dirs {
         let node = &nodes[i];
-        let d = children.remove(rel).unwrap_or_else(dir);
-        let (id, reused) = tree_of(d.entries, d.clean, d.count, &prior[i], writer, rel)?;
+        let rel = &node.rel[..];
+        let d = info.get(rel).copied().unwrap_or_default();
+        let id = match d.kept {
+            Some(tree) => tree,
+            None => write_tree(children.remove(rel).unwrap_or_default(), writer, rel)?,
+        };
         records.push(statcache::encode_record(
             key,
             rel,
@@ -161,26 +238,21 @@ pub fn assemble(
             },
         ));
         let (parent, name) = split_parent(rel);
-        let p = children.entry(parent).or_insert_with(dir);
-        p.entries.push(dir_entry(name, &node.stat, id));
-        p.count = p.count.saturating_add(1);
-        p.clean &= reused && matches!(prior[i], Prior::Dir { .. });
-        p.totals.add(&d.totals);
-        p.totals.dirs = p.totals.dirs.saturating_add(1);
+        if open(&info, parent) {
+            children
+                .entry(parent)
+                .or_default()
+                .push(dir_entry(name, &node.stat, id));
+        }
     }
-    let d = children.remove(&b""[..]).unwrap_or_else(dir);
-    let (root, root_reused) = tree_of(d.entries, d.clean, d.count, root_prior, writer, b"")?;
-    records.push(root_record(key, root, d.count, d.totals));
-    stats.files = d.totals.files;
-    stats.dirs = d.totals.dirs;
-    stats.symlinks = d.totals.symlinks;
-    stats.bytes = d.totals.bytes;
+    let id = write_tree(children.remove(&b""[..]).unwrap_or_default(), writer, b"")?;
+    records.push(root_record(key, id, root.count, root.totals));
     Ok(Built {
-        root,
+        root: id,
         records,
         stats,
         warnings,
-        root_reused,
+        root_reused: false,
     })
 }
 
@@ -208,24 +280,13 @@ fn dir_entry(name: &[u8], stat: &FileStat, tree: ObjectId) -> Entry {
     }
 }
 
-/// The directory's tree: the cached one when every entry matched the
-/// cache and the store still holds it, else encoded and written.
-fn tree_of(
-    entries: Vec<Entry>,
-    clean: bool,
-    count: u32,
-    prior: &Prior,
-    writer: &ObjectWriter,
-    rel: &[u8],
-) -> Result<(ObjectId, bool)> {
-    if let Prior::Dir { tree, entries: n, .. } = prior
-        && clean
-        && *n == count
-        && writer.in_store(tree)
-    {
-        return Ok((*tree, true));
+/// The cached tree of a directory whose every entry matched the cache,
+/// with as many entries as that tree, if the store still holds it.
+fn kept(d: &Dir, prior: &Prior, writer: &ObjectWriter) -> Option<ObjectId> {
+    match prior {
+        Prior::Dir(c) if d.clean && c.entries == d.count && writer.in_store(&c.tree) => Some(c.tree),
+        _ => None,
     }
-    Ok((write_tree(entries, writer, rel)?, false))
 }
 
 fn write_tree(entries: Vec<Entry>, writer: &ObjectWriter, rel: &[u8]) -> Result<ObjectId> {

@@ -38,12 +38,15 @@ pub enum Prior {
     /// Unchanged file (with its chunks stored) or symlink.
     Same,
     /// A directory whose mode and mtime match: its cached tree, entry
-    /// count and totals.
-    Dir {
-        tree: ObjectId,
-        entries: u32,
-        totals: Totals,
-    },
+    /// count and totals (boxed: most nodes are files).
+    Dir(Box<CachedDir>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CachedDir {
+    pub tree: ObjectId,
+    pub entries: u32,
+    pub totals: Totals,
 }
 
 /// Whether a walked file has more than one hard link that its record did
@@ -97,11 +100,11 @@ pub fn lookup(
                     },
                 ) if rec.stat.mode == n.stat.mode && rec.stat.mtime_ns == n.stat.mtime_ns => (
                     None,
-                    Prior::Dir {
+                    Prior::Dir(Box::new(CachedDir {
                         tree,
                         entries,
                         totals,
-                    },
+                    })),
                 ),
                 _ => (None, Prior::Miss),
             })

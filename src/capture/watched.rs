@@ -158,11 +158,11 @@ fn attempt(
                     totals,
                 },
             ..
-        }))) => Prior::Dir {
+        }))) => Prior::Dir(Box::new(prior::CachedDir {
             tree,
             entries,
             totals,
-        },
+        })),
         _ => Prior::Miss,
     };
     let mut f = Found {
@@ -172,12 +172,12 @@ fn attempt(
     let (pruner, old_excludes) = match (plan, &table) {
         (Ok(plan), Some(t)) => {
             f.scan = Scan::Watched;
-            if let Prior::Dir { tree, totals, .. } = &root_prior
+            if let Prior::Dir(c) = &root_prior
                 && plan.is_empty()
-                && totals.multi_links == 0
-                && writer.in_store(tree)
+                && c.totals.multi_links == 0
+                && writer.in_store(&c.tree)
             {
-                f.whole = Some((*tree, *totals));
+                f.whole = Some((c.tree, c.totals));
                 f.excludes = t.meta.excludes.clone();
                 f.table = table;
                 return Ok(Ok(f));
