@@ -19,7 +19,6 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Rng, env_usize, human, median, table};
@@ -150,27 +149,6 @@ fn edit(files: &[PathBuf], k: usize, round: usize) {
 
 // ---------------------------------------------------------------- floors
 
-fn stat_walk(root: &Path) -> f64 {
-    let n = AtomicU64::new(0);
-    let start = Instant::now();
-    ignore::WalkBuilder::new(root)
-        .standard_filters(false)
-        .threads(2)
-        .build_parallel()
-        .run(|| {
-            let n = &n;
-            Box::new(move |e| {
-                if let Ok(e) = e
-                    && fs::symlink_metadata(e.path()).is_ok()
-                {
-                    n.fetch_add(1, Ordering::Relaxed);
-                }
-                ignore::WalkState::Continue
-            })
-        });
-    start.elapsed().as_secs_f64()
-}
-
 fn git_status(scale: &Path, root: &Path, n: usize) -> Option<f64> {
     let gd = scale.join(format!("git-{n}"));
     let g = format!(
@@ -277,7 +255,7 @@ fn bench_size(scale: &Path, n: usize, corpus: &[(PathBuf, Vec<u8>)]) {
             })
             .collect::<Vec<_>>(),
     );
-    let walk2 = median(&(0..reps).map(|_| stat_walk(&root)).collect::<Vec<_>>());
+    let walk2 = median(&(0..reps).map(|_| common::stat_walk(&root).0).collect::<Vec<_>>());
     let tar = measure(&mut bash(&format!(
         "cd {} && tar -cf - . | zstd -T0 -3 -q >/dev/null",
         q(&root)

@@ -232,29 +232,6 @@ fn warm(paths: &[&Path]) {
     }
 }
 
-/// The floor for a no-change snapshot: a 2-thread parallel walk doing
-/// lstat on every entry. Returns (seconds, entries).
-fn stat_walk(root: &Path) -> (f64, u64) {
-    let n = AtomicU64::new(0);
-    let start = Instant::now();
-    ignore::WalkBuilder::new(root)
-        .standard_filters(false)
-        .threads(2)
-        .build_parallel()
-        .run(|| {
-            let n = &n;
-            Box::new(move |e| {
-                if let Ok(e) = e
-                    && fs::symlink_metadata(e.path()).is_ok()
-                {
-                    n.fetch_add(1, Ordering::Relaxed);
-                }
-                ignore::WalkState::Continue
-            })
-        });
-    (start.elapsed().as_secs_f64(), n.into_inner())
-}
-
 /// (apparent bytes, allocated bytes, files) under `p`.
 fn du(p: &Path) -> (u64, u64, u64) {
     if let Ok(m) = fs::symlink_metadata(p)
@@ -476,7 +453,7 @@ fn main() {
         }
 
         warm(&[&ws]);
-        let (t, n) = stat_walk(&ws);
+        let (t, n) = common::stat_walk(&ws);
         walk.push(t);
         walk_entries = n;
 

@@ -263,3 +263,27 @@ pub fn moat(store: &Path, args: &[&str]) -> String {
         .unwrap_or_default()
         .to_string()
 }
+
+/// The floor for a no-change snapshot: a 2-thread parallel walk doing
+/// lstat on every entry. Returns (seconds, entries).
+pub fn stat_walk(root: &Path) -> (f64, u64) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let n = AtomicU64::new(0);
+    let start = Instant::now();
+    ignore::WalkBuilder::new(root)
+        .standard_filters(false)
+        .threads(2)
+        .build_parallel()
+        .run(|| {
+            let n = &n;
+            Box::new(move |e| {
+                if let Ok(e) = e
+                    && std::fs::symlink_metadata(e.path()).is_ok()
+                {
+                    n.fetch_add(1, Ordering::Relaxed);
+                }
+                ignore::WalkState::Continue
+            })
+        });
+    (start.elapsed().as_secs_f64(), n.into_inner())
+}

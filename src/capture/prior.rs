@@ -304,20 +304,7 @@ pub fn meta(ws: &Path, taken_ns: i64, walk_key: [u8; 32], excludes: Vec<(Vec<u8>
         workspace: ws.as_os_str().as_bytes().to_vec(),
         taken_ns,
         walk_key,
-        nonce: nonce(),
+        nonce: crate::util::unique_id16(),
         excludes,
     }
-}
-
-/// Random enough to tell two written caches apart.
-fn nonce() -> [u8; 16] {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let mut h = blake3::Hasher::new();
-    h.update(&std::process::id().to_le_bytes());
-    h.update(&crate::util::now_ns().to_le_bytes());
-    h.update(&N.fetch_add(1, Ordering::Relaxed).to_le_bytes());
-    let mut n = [0; 16];
-    n.copy_from_slice(&h.finalize().as_bytes()[..16]);
-    n
 }

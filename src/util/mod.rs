@@ -33,6 +33,20 @@ pub fn failpoint(name: &str) {
     fault::point(name);
 }
 
+/// 16 bytes that differ between calls, processes and moments (watcher
+/// epochs, stat cache nonces); not secret, only distinct.
+pub fn unique_id16() -> [u8; 16] {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let mut h = blake3::Hasher::new();
+    h.update(&std::process::id().to_le_bytes());
+    h.update(&now_ns().to_le_bytes());
+    h.update(&N.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+    let mut e = [0; 16];
+    e.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    e
+}
+
 /// Test helpers shared by the unit tests of several layers.
 #[cfg(test)]
 pub mod testing {

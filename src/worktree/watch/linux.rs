@@ -153,15 +153,18 @@ impl Inotify {
         }
     }
 
-    fn drop_tree(&mut self, rel: &[u8]) {
-        let gone: Vec<(Vec<u8>, WatchDescriptor)> = self
-            .by_path
+    /// The watches at and below `rel`.
+    fn subtree(&self, rel: &[u8]) -> Vec<(Vec<u8>, WatchDescriptor)> {
+        self.by_path
             .range(rel.to_vec()..)
             .take_while(|(p, _)| p.starts_with(rel))
             .filter(|(p, _)| within(p, rel))
             .map(|(p, w)| (p.clone(), *w))
-            .collect();
-        for (p, wd) in gone {
+            .collect()
+    }
+
+    fn drop_tree(&mut self, rel: &[u8]) {
+        for (p, wd) in self.subtree(rel) {
             let _ = self.fd.rm_watch(wd);
             self.by_path.remove(&p);
             self.by_wd.remove(&wd);
@@ -171,13 +174,7 @@ impl Inotify {
     /// A directory moved from `old` to `new` inside the workspace: its
     /// watches moved with it.
     fn rename_tree(&mut self, old: &[u8], new: &[u8]) {
-        let moved: Vec<(Vec<u8>, WatchDescriptor)> = self
-            .by_path
-            .range(old.to_vec()..)
-            .take_while(|(p, _)| p.starts_with(old))
-            .filter(|(p, _)| within(p, old))
-            .map(|(p, w)| (p.clone(), *w))
-            .collect();
+        let moved = self.subtree(old);
         for (p, _) in &moved {
             self.by_path.remove(p);
         }

@@ -54,15 +54,7 @@ pub struct Status {
 }
 
 fn new_epoch() -> [u8; 16] {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let mut h = blake3::Hasher::new();
-    h.update(&std::process::id().to_le_bytes());
-    h.update(&crate::util::now_ns().to_le_bytes());
-    h.update(&N.fetch_add(1, Ordering::Relaxed).to_le_bytes());
-    let mut e = [0; 16];
-    e.copy_from_slice(&h.finalize().as_bytes()[..16]);
-    e
+    crate::util::unique_id16()
 }
 
 impl Inner {
