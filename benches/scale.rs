@@ -314,8 +314,13 @@ fn bench_size(scale: &Path, n: usize, corpus: &[(PathBuf, Vec<u8>)]) {
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap();
-            let sock_dir = m.home.join("watch");
-            while !fs::read_dir(&sock_dir).is_ok_and(|mut d| d.next().is_some()) {
+            // Ready once it answers a status request (it binds its socket
+            // first and answers only once every directory is watched).
+            let ready = || {
+                let out = m.cmd().args(["watch", "--status", "--json"]).output();
+                out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("watched_dirs"))
+            };
+            while !ready() {
                 std::thread::sleep(Duration::from_millis(20));
             }
             watch_start = start.elapsed().as_secs_f64();

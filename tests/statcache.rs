@@ -156,3 +156,21 @@ fn version_1_cache_is_ignored_with_a_note_and_rebuilt() {
     assert_eq!(v["stats"]["files_read"], 0, "rebuilt: {v}");
     assert_eq!(v["warnings"].as_array().map(Vec::len), Some(0), "{v}");
 }
+
+/// A capture whose every directory matched the cache, but whose walk
+/// options differ from the cached scan's, rewrites the cache whole (it
+/// once wrote an empty one, so the next snapshot read every file again).
+#[test]
+fn other_walk_options_rewrite_the_whole_cache() {
+    let env = Env::new();
+    let ws = env.path("ws");
+    two_files(&ws);
+    write(&ws.join("d/e/f.txt"), b"deep");
+    backdate(&ws);
+    env.snapshot(&ws);
+    let excl = ["--allow-empty", "--exclude", "*.nothing"];
+    let v = env.snapshot_json(&ws, &excl);
+    assert_eq!(v["stats"]["files_read"], 0, "{v}");
+    let v = env.snapshot_json(&ws, &excl);
+    assert_eq!(v["stats"]["files_read"], 0, "{v}");
+}

@@ -70,9 +70,10 @@ fn depth(rel: &[u8]) -> usize {
 /// out with their cached records, `root_prior` the cached root.
 ///
 /// Pass 1 decides, from counts and the cache alone, which directories keep
-/// their cached tree; when the root does, nothing is encoded and no record
-/// is built (the cache on disk already says it all). Otherwise pass 2
-/// encodes the other directories and builds every record.
+/// their cached tree; when the root does and the cache on disk was built
+/// the same way (`!need_records`), nothing is encoded and no record is
+/// built. Otherwise pass 2 encodes the other directories and builds every
+/// record.
 pub fn assemble(
     nodes: &[Node],
     results: Vec<Option<FileResult>>,
@@ -80,6 +81,7 @@ pub fn assemble(
     pruned: &[(Vec<u8>, Record)],
     root_prior: &Prior,
     key: &[u8; 32],
+    need_records: bool,
     writer: &ObjectWriter,
 ) -> Result<Built> {
     let mut stats = Stats::default();
@@ -146,7 +148,10 @@ pub fn assemble(
     stats.dirs = root.totals.dirs;
     stats.symlinks = root.totals.symlinks;
     stats.bytes = root.totals.bytes;
-    if let Some(tree) = kept(&root, root_prior, writer) {
+    let root_kept = kept(&root, root_prior, writer);
+    if let Some(tree) = root_kept
+        && !need_records
+    {
         return Ok(Built {
             root: tree,
             records: Vec::new(),
@@ -245,14 +250,17 @@ pub fn assemble(
                 .push(dir_entry(name, &node.stat, id));
         }
     }
-    let id = write_tree(children.remove(&b""[..]).unwrap_or_default(), writer, b"")?;
+    let id = match root_kept {
+        Some(tree) => tree,
+        None => write_tree(children.remove(&b""[..]).unwrap_or_default(), writer, b"")?,
+    };
     records.push(root_record(key, id, root.count, root.totals));
     Ok(Built {
         root: id,
         records,
         stats,
         warnings,
-        root_reused: false,
+        root_reused: root_kept.is_some(),
     })
 }
 

@@ -253,6 +253,12 @@ fn finish(store: &Store, mut p: Pending, writer: &ObjectWriter, progress: &dyn P
     }
     drop(p.stage_dir.take());
     let f = &mut p.found;
+    let meta = prior::meta(&p.ws, p.cache_ns, f.walk_key, std::mem::take(&mut f.excludes));
+    // The cache on disk can stay only if it was built the same way.
+    let same_build = f
+        .table
+        .as_ref()
+        .is_some_and(|t| t.meta.walk_key == meta.walk_key && t.meta.excludes == meta.excludes);
     let built = match f.whole {
         Some((root, totals)) => assemble::Built {
             root,
@@ -274,6 +280,7 @@ fn finish(store: &Store, mut p: Pending, writer: &ObjectWriter, progress: &dyn P
             &f.pruned,
             &f.root_prior,
             &f.key,
+            !same_build,
             writer,
         )?,
     };
@@ -285,13 +292,12 @@ fn finish(store: &Store, mut p: Pending, writer: &ObjectWriter, progress: &dyn P
         root_reused,
     } = built;
     p.warnings.extend(skipped);
-    let meta = prior::meta(&p.ws, p.cache_ns, f.walk_key, std::mem::take(&mut f.excludes));
     // The cache on disk already says all this scan would when every entry
     // matched it and it was built the same way.
-    let cache_kept = f.table.as_ref().and_then(|t| {
-        let same = root_reused && t.meta.walk_key == meta.walk_key && t.meta.excludes == meta.excludes;
-        same.then_some(t.header_check)
-    });
+    let cache_kept = f
+        .table
+        .as_ref()
+        .and_then(|t| (root_reused && same_build).then_some(t.header_check));
     if cache_kept.is_none()
         && let Some(t) = &f.table
     {
