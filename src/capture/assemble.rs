@@ -34,6 +34,21 @@ pub struct Built {
     pub root_reused: bool,
 }
 
+/// What the stat cache contributes to `assemble`.
+pub struct Cached<'a> {
+    /// What the cache said of each node (`prior::lookup`).
+    pub prior: &'a [Prior],
+    /// The directories a watched walk left out, with their cached records.
+    pub pruned: &'a [(Vec<u8>, Record)],
+    /// The cached root.
+    pub root_prior: &'a Prior,
+    /// The workspace's record key.
+    pub key: &'a [u8; 32],
+    /// Build every record even when the root keeps its cached tree (the
+    /// cache on disk was built another way).
+    pub need_records: bool,
+}
+
 /// What pass 1 learns of one directory.
 #[derive(Clone, Copy)]
 struct Dir {
@@ -65,9 +80,7 @@ fn depth(rel: &[u8]) -> usize {
     rel.iter().filter(|&&b| b == b'/').count()
 }
 
-/// Builds every tree bottom-up. `prior` is what the cache said of each
-/// node (`prior::lookup`), `pruned` the directories a watched walk left
-/// out with their cached records, `root_prior` the cached root.
+/// Builds every tree bottom-up.
 ///
 /// Pass 1 decides, from counts and the cache alone, which directories keep
 /// their cached tree; when the root does and the cache on disk was built
@@ -77,13 +90,16 @@ fn depth(rel: &[u8]) -> usize {
 pub fn assemble(
     nodes: &[Node],
     results: Vec<Option<FileResult>>,
-    prior: &[Prior],
-    pruned: &[(Vec<u8>, Record)],
-    root_prior: &Prior,
-    key: &[u8; 32],
-    need_records: bool,
+    c: Cached,
     writer: &ObjectWriter,
 ) -> Result<Built> {
+    let Cached {
+        prior,
+        pruned,
+        root_prior,
+        key,
+        need_records,
+    } = c;
     let mut stats = Stats::default();
     let mut warnings = Vec::new();
     let mut info: FxHashMap<&[u8], Dir> = Default::default();

@@ -276,11 +276,13 @@ fn finish(store: &Store, mut p: Pending, writer: &ObjectWriter, progress: &dyn P
         None => assemble::assemble(
             &p.nodes,
             std::mem::take(&mut p.results),
-            &f.prior,
-            &f.pruned,
-            &f.root_prior,
-            &f.key,
-            !same_build,
+            assemble::Cached {
+                prior: &f.prior,
+                pruned: &f.pruned,
+                root_prior: &f.root_prior,
+                key: &f.key,
+                need_records: !same_build,
+            },
             writer,
         )?,
     };
