@@ -49,13 +49,16 @@ impl Watched {
             .cmd()
             .args(["watch", self.ws.to_str().unwrap()])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(fs::File::create(self.env.path("watch.err")).unwrap())
             .spawn()
             .expect("spawn moat watch");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while !self.status().contains(self.ws.to_str().unwrap()) {
-            assert!(Instant::now() < deadline, "watcher did not start");
+            let exited = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            let err = || fs::read_to_string(self.env.path("watch.err")).unwrap_or_default();
+            assert!(exited.is_none(), "moat watch exited ({exited:?}): {}", err());
+            assert!(Instant::now() < deadline, "watcher did not start: {}", err());
             std::thread::sleep(Duration::from_millis(20));
         }
     }
