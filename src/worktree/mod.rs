@@ -1,7 +1,7 @@
-//! The live workspace directory: the ignore-aware walk, its stat cache,
-//! its git HEAD, its `moat.yaml`, writing tree entries into it without
-//! following links, and reusing content already on its filesystem by
-//! cloning. Uses `format`, `store` and `util`.
+//! The live workspace directory: the ignore-aware walk, its stat cache, its
+//! watcher, its git HEAD, its `moat.yaml`, writing tree entries into it
+//! without following links, and reusing content already on its filesystem
+//! by cloning. Uses `format`, `store` and `util`.
 
 pub mod clone;
 pub mod config;
