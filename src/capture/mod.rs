@@ -15,6 +15,8 @@
 //! the snapshot is the workspace as of staging. A file is stored only if
 //! its stat before and after reading (or cloning) agree, so a file written
 //! meanwhile is re-read, never stored torn.
+//!
+//! Uses `worktree`, `store`, `format` and `util`.
 
 mod assemble;
 pub mod chunker;

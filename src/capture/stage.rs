@@ -10,10 +10,10 @@
 //! same before and after copying it, so the copy holds exactly the content
 //! that stat describes. A file that cannot be copied this way (no clone
 //! support, another filesystem, over the memory budget, changing) is left
-//! to the caller to read directly. The staging dir is
-//! `tmp/<pid>-<ns>-<n>.stage.tmp/`, removed when the capture ends; a crashed
-//! capture's dir is recognised by `cleanup` (temp name, dead pid) and
-//! removed by `gc`/`system clean-temp`.
+//! to the caller to read directly. The staging dir is a scratch dir the
+//! store gives (`store::scratch`: on the store's filesystem, removed when
+//! the capture ends, a crashed capture's removed by `gc`/`system
+//! clean-temp`); a store with no local scratch space stages in memory only.
 
 use std::ffi::OsStr;
 use std::io::Read;
@@ -24,9 +24,10 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use crate::error::{IoContext, Result};
+use crate::error::Result;
 use crate::format::statcache::FileStat;
 use crate::store::Store;
+use crate::store::scratch::ScratchDir;
 use crate::worktree::clone::{Cloner, Outcome};
 use crate::worktree::walk::Node;
 
@@ -60,28 +61,20 @@ pub enum Copy {
     Memory(Vec<u8>),
 }
 
-/// The private staging directory; removed with everything in it on drop.
-pub struct StageDir {
-    path: PathBuf,
-}
+/// The private staging directory (a store scratch dir): removed with
+/// everything in it on drop.
+pub struct StageDir(ScratchDir);
 
 impl StageDir {
-    pub fn create(store: &Store) -> Result<Self> {
-        let path = store.tmp_dir().join(crate::util::temp_name("stage"));
-        std::fs::create_dir(&path).at(&path)?;
-        Ok(StageDir { path })
+    /// A new staging dir, or `None` when the store has no local scratch
+    /// space to clone into.
+    pub fn create(store: &Store) -> Result<Option<Self>> {
+        Ok(store.scratch_dir("stage")?.map(StageDir))
     }
 
     /// The staged copy of the `k`-th file to read.
     pub fn file(&self, k: usize) -> PathBuf {
-        self.path.join(k.to_string())
-    }
-}
-
-impl Drop for StageDir {
-    fn drop(&mut self) {
-        // remove_dir_all does not follow symlinks; the dir holds only copies.
-        let _ = std::fs::remove_dir_all(&self.path);
+        self.0.path().join(k.to_string())
     }
 }
 
@@ -139,25 +132,31 @@ pub fn stage_files(
     let to_clone: Vec<usize> = (0..to_read.len()).filter(|&k| outcomes[k].is_none()).collect();
     let mut dir = None;
     let mut why = None;
-    if let Some(&first) = to_clone.first() {
-        let d = StageDir::create(store)?;
-        // One probe first: on a filesystem without clones nothing more is tried.
-        let probe = clone_one(cloner, &src(first), &d.file(first));
-        if let One::Unsupported(w) = &probe {
-            why = Some(format!("cannot clone into the store ({w}); reading directly"));
-            for &k in &to_clone {
-                outcomes[k] = Some(One::Direct(None));
-            }
-        } else {
-            let rest: Vec<(usize, One)> = to_clone[1..]
-                .par_iter()
-                .map(|&k| (k, clone_one(cloner, &src(k), &d.file(k))))
-                .collect();
-            for (k, one) in std::iter::once((first, probe)).chain(rest) {
-                outcomes[k] = Some(one);
-            }
-            dir = Some(d);
+    let stage_dir = match to_clone.is_empty() {
+        true => None,
+        false => Some(StageDir::create(store)?),
+    };
+    match (to_clone.first(), stage_dir) {
+        (Some(_), Some(None)) => {
+            why = Some("the store has no local directory to clone into; reading directly".into())
         }
+        (Some(&first), Some(Some(d))) => {
+            // One probe first: on a filesystem without clones nothing more is tried.
+            let probe = clone_one(cloner, &src(first), &d.file(first));
+            if let One::Unsupported(w) = &probe {
+                why = Some(format!("cannot clone into the store ({w}); reading directly"));
+            } else {
+                let rest: Vec<(usize, One)> = to_clone[1..]
+                    .par_iter()
+                    .map(|&k| (k, clone_one(cloner, &src(k), &d.file(k))))
+                    .collect();
+                for (k, one) in std::iter::once((first, probe)).chain(rest) {
+                    outcomes[k] = Some(one);
+                }
+                dir = Some(d);
+            }
+        }
+        _ => {}
     }
     let mut report = StagingReport {
         cloner: cloner.name(),

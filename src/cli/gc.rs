@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use moat::ops::gc::retention::{Policy, parse_duration};
 use moat::ops::gc::{self, GcOptions};
-use moat::store::cleanup;
 use moat::worktree::config::WorkspaceConfig;
 
 use super::{Ctx, bar, fmt, out};
@@ -160,7 +159,7 @@ fn age(ns: i64) -> String {
 pub fn run_system(ctx: &Ctx, cmd: SystemCmd) -> moat::Result<i32> {
     let SystemCmd::CleanTemp(a) = cmd;
     let store = ctx.open()?;
-    let items = cleanup::find(store.root(), a.min_age)?;
+    let items = store.find_temps(a.min_age)?;
     let total: u64 = items.iter().map(|i| i.size).sum();
     for i in &items {
         outln!(
@@ -197,7 +196,7 @@ pub fn run_system(ctx: &Ctx, cmd: SystemCmd) -> moat::Result<i32> {
             return Ok(0);
         }
     }
-    let (removed, skipped) = cleanup::remove(items, a.min_age);
+    let (removed, skipped) = store.remove_temps(items, a.min_age);
     for (i, why) in &skipped {
         errln!("moat: kept {}: {why}", out::quote_path(&i.path));
     }

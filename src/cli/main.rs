@@ -1,6 +1,8 @@
 //! The `moat` command line: argument parsing and dispatch. Each command
 //! lives in its own file and only turns library results into output and
-//! exit codes; all logic is in the library.
+//! exit codes; all logic is in the library. The top layer: it may use
+//! every library layer (`run`, `ops`, `capture`, `worktree`, `store`,
+//! `format`, `util`).
 
 #[macro_use]
 mod out;

@@ -17,6 +17,7 @@ use crate::format::id::ObjectId;
 use crate::format::index::IndexEntry;
 use crate::format::pack::{self, ObjectKind};
 use crate::format::tree::Content;
+use crate::store::backend::FileKind;
 use crate::store::index::Index;
 use crate::store::{SnapshotRecord, Store};
 use crate::util::progress::Progress;
@@ -59,9 +60,9 @@ pub fn check(store: &Store, opts: &CheckOptions, progress: &dyn Progress) -> Res
 
     let mut present = vec![false; index.packs().len()];
     for (n, p) in index.packs().iter().enumerate() {
-        match crate::store::file::exists(&store.pack_path(p)) {
-            Ok(true) => present[n] = true,
-            Ok(false) => r
+        match store.pack_size(p) {
+            Ok(Some(_)) => present[n] = true,
+            Ok(None) => r
                 .problems
                 .push(format!("pack {p} is listed in the index but missing")),
             Err(e) => r.problems.push(e.to_string()),
@@ -93,10 +94,10 @@ pub fn check(store: &Store, opts: &CheckOptions, progress: &dyn Progress) -> Res
         r.problems.extend(found.into_iter().flatten());
     }
     r.notes
-        .extend(index.unindexed_packs(store.root()).into_iter().map(|(p, _)| {
+        .extend(store.unindexed_packs(&index)?.into_iter().map(|(p, _)| {
             format!(
                 "pack {} is not indexed (left by an interrupted snapshot; `moat gc` removes it)",
-                p.display()
+                store.describe(FileKind::Pack, &p.to_hex()).display()
             )
         }));
     progress.finish();
@@ -182,8 +183,8 @@ fn check_file(
 /// Reads a whole pack: its id, framing, every object it holds, and that
 /// each index entry naming it (`listed`) matches its table.
 fn verify_pack(store: &Store, id: &ObjectId, listed: &[&IndexEntry]) -> Vec<String> {
-    let path = store.pack_path(id);
-    let data = match store.map_pack(id) {
+    let path = store.describe(FileKind::Pack, &id.to_hex());
+    let data = match store.read_pack(id) {
         Ok(d) => d,
         Err(e) => return vec![e.to_string()],
     };

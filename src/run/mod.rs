@@ -12,6 +12,8 @@
 //! 2 s; automatic snapshots obey the growth guard; moat returns CMD's exit
 //! code. A run is recorded under `$MOAT_HOME/runs/<id>/` (`run.json`,
 //! `exec.jsonl`).
+//!
+//! Uses `ops`, `capture`, `worktree`, `store`, `format` and `util`.
 
 pub mod trace;
 
@@ -144,7 +146,7 @@ pub fn run(store: &Store, opts: RunOptions, log: Log, child_pid: &AtomicI32) -> 
             (r, dropped)
         });
         let idle = (!cfg.snapshots.disabled && !cfg.snapshots.triggers.disable_idle)
-            .then(|| IdleWatch::start(&ws, store.root(), &opts.runs_dir, cfg));
+            .then(|| IdleWatch::start(&ws, store.location(), &opts.runs_dir, cfg));
         let idle = match idle.transpose() {
             Ok(w) => w,
             Err(e) => {

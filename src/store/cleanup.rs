@@ -4,22 +4,24 @@
 //!
 //! Invariants: only names moat itself creates (`<pid>-<ns>-<n>.<ext>.tmp`,
 //! and for directories only `<pid>-<ns>-<n>.stage.tmp`) are considered; a
-//! staging directory whose process is still alive is never taken; everything is examined with `lstat` and symlinks are
-//! never followed or removed; an item is removed only if it is older than
+//! staging directory whose process is still alive is never taken;
+//! everything is examined through the backend's `stat` (`lstat` locally)
+//! and symlinks are never followed or removed; an item is removed only if it is older than
 //! the minimum age both when found and immediately before removal, so a
 //! file a live writer touched since the scan survives. (moat creates nothing
 //! in the system temp directory, and its lock is an flock(2) that dies with
 //! its process, so there are no stale lock files to find.)
 
-use std::fs;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use crate::error::{Error, Result};
-use crate::util::timestamp_ns_clamped;
+use crate::error::Result;
+use crate::store::backend::{Backend, FileKind, Shape};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TempItem {
+    /// Its name among the store's temp files.
+    pub name: String,
+    /// Where it is, for messages.
     pub path: PathBuf,
     pub size: u64,
     pub age_ns: i64,
@@ -39,18 +41,6 @@ fn owner_alive(name: &str) -> bool {
     pid.is_some_and(|p| p > 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok())
 }
 
-/// Bytes in a staging directory (its copies, one level, never followed).
-fn dir_size(path: &Path) -> u64 {
-    let Ok(rd) = fs::read_dir(path) else {
-        return 0;
-    };
-    rd.flatten()
-        .filter_map(|e| e.metadata().ok())
-        .filter(|m| m.is_file())
-        .map(|m| m.len())
-        .sum()
-}
-
 /// The extension part of a moat temp name, if `name` is one.
 fn temp_kind(name: &str) -> Option<&str> {
     let stem = name.strip_suffix(".tmp")?;
@@ -62,50 +52,29 @@ fn temp_kind(name: &str) -> Option<&str> {
     (ok && parts.next().is_none() && !ext.is_empty()).then_some(ext)
 }
 
-/// `lstat` and the newest of mtime and ctime (ctime cannot be set back,
-/// so a file cannot be made to look old).
-fn touched(path: &Path) -> Option<(fs::Metadata, i64)> {
-    let m = fs::symlink_metadata(path).ok()?;
-    let t =
-        timestamp_ns_clamped(m.mtime(), m.mtime_nsec()).max(timestamp_ns_clamped(m.ctime(), m.ctime_nsec()));
-    Some((m, t))
-}
-
-/// Orphaned temp files in the store older than `min_age_ns`.
-pub fn find(store_root: &Path, min_age_ns: i64) -> Result<Vec<TempItem>> {
-    find_at(store_root, min_age_ns, crate::util::now_ns())
-}
-
-/// `find` as of time `now` (tests move the clock).
-pub fn find_at(store_root: &Path, min_age_ns: i64, now: i64) -> Result<Vec<TempItem>> {
-    let dir = store_root.join("tmp");
-    let rd = match fs::read_dir(&dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(&dir, e)),
-    };
+/// Orphaned temp files in the store older than `min_age_ns` as of `now`.
+pub fn find(backend: &dyn Backend, min_age_ns: i64, now: i64) -> Result<Vec<TempItem>> {
     let mut out = Vec::new();
-    for ent in rd.flatten() {
-        let name = ent.file_name();
-        let Some(what) = name.to_str().and_then(temp_kind) else {
+    for name in backend.list(FileKind::Tmp)? {
+        let Some(what) = temp_kind(&name) else {
             continue;
         };
-        let path = ent.path();
-        let Some((meta, touched_ns)) = touched(&path) else {
+        let Ok(Some(meta)) = backend.stat(FileKind::Tmp, &name) else {
             continue;
         };
-        let age_ns = now.saturating_sub(touched_ns);
-        let is_stage = meta.file_type().is_dir() && what == STAGE;
-        if is_stage && name.to_str().is_some_and(owner_alive) {
+        let age_ns = now.saturating_sub(meta.touched_ns);
+        let is_stage = meta.shape == Shape::Dir && what == STAGE;
+        if is_stage && owner_alive(&name) {
             continue;
         }
-        if (meta.file_type().is_file() || is_stage) && age_ns >= min_age_ns {
+        if (meta.shape == Shape::File || is_stage) && age_ns >= min_age_ns {
             out.push(TempItem {
-                size: if is_stage { dir_size(&path) } else { meta.len() },
-                path,
-                age_ns,
-                touched_ns,
+                path: backend.describe(FileKind::Tmp, &name),
                 what: what.to_string(),
+                name,
+                size: meta.len,
+                age_ns,
+                touched_ns: meta.touched_ns,
             });
         }
     }
@@ -115,33 +84,32 @@ pub fn find_at(store_root: &Path, min_age_ns: i64, now: i64) -> Result<Vec<TempI
 
 /// Removes `items`, re-checking each one right before: it must still be a
 /// regular file (a directory for staging), untouched since the scan, and
-/// older than the minimum age.
+/// older than the minimum age as of `now`.
 /// Returns the removed items and, for each one skipped, why.
-pub fn remove(items: Vec<TempItem>, min_age_ns: i64) -> (Vec<TempItem>, Vec<(TempItem, String)>) {
-    remove_at(items, min_age_ns, crate::util::now_ns())
-}
-
-pub fn remove_at(
+pub fn remove(
+    backend: &dyn Backend,
     items: Vec<TempItem>,
     min_age_ns: i64,
     now: i64,
 ) -> (Vec<TempItem>, Vec<(TempItem, String)>) {
     let (mut removed, mut skipped) = (Vec::new(), Vec::new());
     for item in items {
-        match touched(&item.path) {
-            None => skipped.push((item, "already gone".into())),
-            Some((m, _)) if m.file_type().is_dir() != (item.what == STAGE) || m.file_type().is_symlink() => {
-                skipped.push((item, "no longer what it was when found".into()))
-            }
-            Some((_, t)) if t != item.touched_ns || now.saturating_sub(t) < min_age_ns => {
+        let want = if item.what == STAGE {
+            Shape::Dir
+        } else {
+            Shape::File
+        };
+        match backend.stat(FileKind::Tmp, &item.name) {
+            Ok(None) => skipped.push((item, "already gone".into())),
+            Err(e) => skipped.push((item, e.to_string())),
+            Ok(Some(m)) if m.shape != want => skipped.push((item, "no longer what it was when found".into())),
+            Ok(Some(m))
+                if m.touched_ns != item.touched_ns || now.saturating_sub(m.touched_ns) < min_age_ns =>
+            {
                 skipped.push((item, "touched since the scan".into()))
             }
-            Some(_) if item.what == STAGE => match fs::remove_dir_all(&item.path) {
-                Ok(()) => removed.push(item),
-                Err(e) => skipped.push((item, e.to_string())),
-            },
-            Some(_) => match fs::remove_file(&item.path) {
-                Ok(()) => removed.push(item),
+            Ok(Some(_)) => match backend.remove(FileKind::Tmp, &item.name) {
+                Ok(_) => removed.push(item),
                 Err(e) => skipped.push((item, e.to_string())),
             },
         }
@@ -152,6 +120,13 @@ pub fn remove_at(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::backend::local::LocalBackend;
+    use std::fs;
+    use std::path::Path;
+
+    fn backend(root: &Path) -> LocalBackend {
+        LocalBackend::create(root).unwrap()
+    }
 
     const HOUR: i64 = 3600 * 1_000_000_000;
 
@@ -172,11 +147,13 @@ mod tests {
     fn young_items_survive_and_old_ones_go() {
         let (d, outside) = store_with_temps();
         assert!(
-            find(d.path(), HOUR).unwrap().is_empty(),
+            find(&backend(d.path()), HOUR, crate::util::now_ns())
+                .unwrap()
+                .is_empty(),
             "fresh files are younger than 1h"
         );
         let later = crate::util::now_ns() + 2 * HOUR;
-        let items = find_at(d.path(), HOUR, later).unwrap();
+        let items = find(&backend(d.path()), HOUR, later).unwrap();
         let names: Vec<String> = items
             .iter()
             .map(|i| i.path.file_name().unwrap().to_string_lossy().into_owned())
@@ -186,7 +163,7 @@ mod tests {
             ["11-22-0.pack.tmp", "11-22-1.write.tmp"],
             "symlinks and foreign names are skipped"
         );
-        let (removed, skipped) = remove_at(items, HOUR, later);
+        let (removed, skipped) = remove(&backend(d.path()), items, HOUR, later);
         assert_eq!((removed.len(), skipped.len()), (2, 0));
         assert!(d.path().join("tmp/notes.txt").exists());
         assert!(fs::symlink_metadata(d.path().join("tmp/11-22-2.pack.tmp")).is_ok());
@@ -197,14 +174,14 @@ mod tests {
     fn an_item_touched_after_the_scan_survives() {
         let (d, _) = store_with_temps();
         let later = crate::util::now_ns() + 2 * HOUR;
-        let items = find_at(d.path(), HOUR, later).unwrap();
+        let items = find(&backend(d.path()), HOUR, later).unwrap();
         // A live writer touches the pack between scan and removal (an
         // explicit new mtime, so the test does not depend on clock ticks).
         let p = d.path().join("tmp/11-22-0.pack.tmp");
         let f = fs::OpenOptions::new().append(true).open(&p).unwrap();
         let t = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
         f.set_times(fs::FileTimes::new().set_modified(t)).unwrap();
-        let (removed, skipped) = remove_at(items, HOUR, later);
+        let (removed, skipped) = remove(&backend(d.path()), items, HOUR, later);
         assert_eq!(removed.len(), 1);
         assert_eq!(skipped.len(), 1);
         assert!(p.exists());
@@ -227,10 +204,10 @@ mod tests {
         fs::write(outside.join("keep"), b"x").unwrap();
         std::os::unix::fs::symlink(&outside, dead.join("1")).unwrap();
         let later = crate::util::now_ns() + 2 * HOUR;
-        let items = find_at(d.path(), HOUR, later).unwrap();
+        let items = find(&backend(d.path()), HOUR, later).unwrap();
         assert_eq!(items.len(), 1, "{items:?}");
         assert_eq!((items[0].path.clone(), items[0].size), (dead.clone(), 11));
-        let (removed, skipped) = remove_at(items, HOUR, later);
+        let (removed, skipped) = remove(&backend(d.path()), items, HOUR, later);
         assert_eq!((removed.len(), skipped.len()), (1, 0));
         assert!(!dead.exists());
         assert!(live.join("0").exists() && not_stage.join("0").exists());

@@ -10,11 +10,11 @@
 //! verifies.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::format::id::ObjectId;
 use crate::format::index::{IndexEntry, IndexFile};
+use crate::store::backend::{Backend, FileKind};
 
 fn prefix(id: &ObjectId) -> usize {
     u16::from_be_bytes([id.0[0], id.0[1]]) as usize
@@ -36,28 +36,20 @@ pub struct Index {
 }
 
 impl Index {
-    /// Loads every index file under `dir`. A corrupt file is recorded in
+    /// Loads every index file of the store. A corrupt file is recorded in
     /// `problems` and skipped rather than failing every command.
-    pub fn load(dir: &Path) -> Result<Self> {
+    pub fn load(backend: &dyn Backend) -> Result<Self> {
         let mut idx = Index::default();
         let mut pack_nums: HashMap<ObjectId, u32> = HashMap::new();
-        let rd = match std::fs::read_dir(dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(idx),
-            Err(e) => return Err(Error::io(dir, e)),
-        };
-        for ent in rd {
-            let ent = ent.at(dir)?;
-            let name = ent.file_name();
-            let Some(id) = name
-                .to_str()
-                .and_then(|n| n.strip_suffix(".idx"))
-                .and_then(ObjectId::from_hex)
-            else {
+        for name in backend.list(FileKind::Index)? {
+            let Some(id) = ObjectId::from_hex(&name) else {
                 continue;
             };
-            let path = ent.path();
-            let file = crate::store::file::read(&path).and_then(|d| IndexFile::decode(&d, &path));
+            let path = backend.describe(FileKind::Index, &name);
+            let file = backend.read(FileKind::Index, &name).and_then(|d| match d {
+                Some(d) => IndexFile::decode(&d, &path),
+                None => Err(Error::io(&path, std::io::ErrorKind::NotFound.into())),
+            });
             match file {
                 Ok(f) => {
                     idx.files.push(id);
@@ -150,30 +142,6 @@ impl Index {
         self.entries.len()
     }
 
-    /// Pack files under `store_root` that this index does not list, with
-    /// their sizes: left by writers that died before publishing an index.
-    pub fn unindexed_packs(&self, store_root: &Path) -> Vec<(PathBuf, u64)> {
-        let known: std::collections::HashSet<&ObjectId> = self.packs.iter().collect();
-        let mut out = Vec::new();
-        for sub in std::fs::read_dir(store_root.join("packs"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            for f in std::fs::read_dir(sub.path()).into_iter().flatten().flatten() {
-                let name = f.file_name();
-                let id = name
-                    .to_str()
-                    .and_then(|n| n.strip_suffix(".pack"))
-                    .and_then(ObjectId::from_hex);
-                if id.is_some_and(|id| !known.contains(&id)) {
-                    out.push((f.path(), f.metadata().map(|m| m.len()).unwrap_or(0)));
-                }
-            }
-        }
-        out
-    }
-
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -185,6 +153,7 @@ mod tests {
     use crate::format::compress::Compression;
     use crate::format::pack::PackEntry;
     use crate::format::pack::{FinishedPack, ObjectKind};
+    use crate::store::backend::memory::MemoryBackend;
 
     fn sample() -> IndexFile {
         let packs: Vec<FinishedPack> = (0..3u8)
@@ -208,16 +177,12 @@ mod tests {
 
     #[test]
     fn load_merges_and_skips_corrupt() {
-        let dir = tempfile::tempdir().unwrap();
+        let b = MemoryBackend::new();
         let (id, bytes) = sample().encode();
-        std::fs::write(dir.path().join(format!("{}.idx", id.to_hex())), &bytes).unwrap();
-        std::fs::write(
-            dir.path()
-                .join(format!("{}.idx", ObjectId::hash(b"bad").to_hex())),
-            &bytes[..50],
-        )
-        .unwrap();
-        let idx = Index::load(dir.path()).unwrap();
+        b.write(FileKind::Index, &id.to_hex(), &bytes).unwrap();
+        b.write(FileKind::Index, &ObjectId::hash(b"bad").to_hex(), &bytes[..50])
+            .unwrap();
+        let idx = Index::load(&b).unwrap();
         assert_eq!(idx.len(), 15);
         assert_eq!(idx.problems.len(), 1);
         let want = ObjectId::hash(&[1, 3]);
@@ -233,15 +198,15 @@ mod tests {
 
     #[test]
     fn copies_of_one_object_in_two_index_files_are_all_kept() {
-        let dir = tempfile::tempdir().unwrap();
+        let b = MemoryBackend::new();
         let mut other = sample();
         // The second file lists pack 1's objects again, from another pack.
         other.packs[1] = ObjectId::hash(b"another pack");
         for f in [sample(), other] {
             let (id, bytes) = f.encode();
-            std::fs::write(dir.path().join(format!("{}.idx", id.to_hex())), &bytes).unwrap();
+            b.write(FileKind::Index, &id.to_hex(), &bytes).unwrap();
         }
-        let idx = Index::load(dir.path()).unwrap();
+        let idx = Index::load(&b).unwrap();
         assert_eq!(
             idx.len(),
             20,

@@ -1,41 +1,44 @@
-//! The store on disk: where it lives, its directory layout, and reading
-//! objects and snapshots back with verification.
+//! The store: its files (through a `Backend`), its lock, its index, and
+//! reading objects and snapshots back with verification.
 //!
-//! Layout under the store root:
-//! `config`, `packs/<xx>/<id>.pack`, `index/<id>.idx`, `snapshots/<id>`,
-//! `cache/<ws>.stat`, `tmp/` (temp files of live or crashed writers) and
-//! `lock` (writers hold a shared `flock` on it).
+//! Owns: `backend` (the storage seam: `local` directory, `memory` twin),
+//! `lock` (the store-wide reader/writer lock), `index` (where objects
+//! live), `read` (verified object reads), `writer` and `pack_writer` (the
+//! writing session), `cleanup` (temp files of crashed writers), `scratch`
+//! (private local dirs for staging).
 //!
 //! Invariants: every object handed out by `read_object` has been checked
 //! against its id, and no object is decompressed beyond the size the store
-//! allows for its kind; nothing unverified leaves this module. A store
-//! whose layout directories, lock or config are symlinks is refused, and
-//! every store file is read through `file` (never following a symlink,
-//! never blocking on a FIFO).
+//! allows for its kind; nothing unverified leaves this module. Only
+//! `backend::layout` names a store directory: the layers above ask the
+//! `Store` for what they need by kind and id, never for a path (paths they
+//! get are for messages).
 //!
-//! Uses `format` and `util`; no module outside `store/` names a store
-//! directory (`layout` does).
+//! Uses `format` and `util` only.
 
+pub mod backend;
 pub mod cleanup;
-pub mod file;
 pub mod index;
-pub mod layout;
+pub mod lock;
 pub mod pack_writer;
+mod read;
+pub mod scratch;
 pub mod writer;
 
-use std::collections::HashMap;
-use std::fs::{self, File};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::format::config::StoreConfig;
 use crate::format::id::ObjectId;
-use crate::format::pack::ObjectKind;
 use crate::format::snapshot::Snapshot;
-use crate::format::tree::Tree;
-use crate::store::file::FileKind;
+use crate::store::backend::local::LocalBackend;
+use crate::store::backend::{Backend, Blob, FileKind, Shape, layout};
+use crate::store::cleanup::TempItem;
 use crate::store::index::Index;
+use crate::store::lock::Held;
+use crate::store::scratch::ScratchDir;
 
 /// Where the store lives: `--store`, else `$MOAT_STORE`, else
 /// `$MOAT_HOME/store`, else `~/.moat/store`.
@@ -73,10 +76,9 @@ pub fn moat_home() -> Result<PathBuf> {
 }
 
 pub struct Store {
-    root: PathBuf,
+    backend: Box<dyn Backend>,
     pub config: StoreConfig,
     index: Mutex<Option<Arc<Index>>>,
-    maps: Mutex<HashMap<ObjectId, Arc<memmap2::Mmap>>>,
 }
 
 /// A snapshot with its id.
@@ -87,254 +89,247 @@ pub struct SnapshotRecord {
 }
 
 impl Store {
-    /// Opens the store at `root`, creating it on first use.
+    /// Opens the local store at `root`, creating it on first use.
     pub fn open_or_create(root: &Path) -> Result<Self> {
-        fs::create_dir_all(root).at(root)?;
-        file::check_layout(root, &layout::DIRS, &layout::FILES)?;
-        for d in layout::DIRS {
-            let p = root.join(d);
-            match fs::create_dir(&p) {
-                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(Error::io(&p, e)),
-                _ => {}
-            }
-        }
-        // Again: a racing process may have put anything in place meanwhile.
-        file::check_layout(root, &layout::DIRS, &layout::FILES)?;
-        let cfg_path = root.join(layout::CONFIG);
-        if fs::symlink_metadata(&cfg_path).is_err() {
-            Self::create_config(root, &cfg_path)?;
-        }
-        Self::open(root)
+        Self::create_in(Box::new(LocalBackend::create(root)?))
     }
 
-    fn create_config(root: &Path, cfg_path: &Path) -> Result<()> {
-        let (mut f, tmp) = file::create_temp(&root.join("tmp"), "config")?;
-        let res = file::write(
-            FileKind::Config,
-            &mut f,
-            &tmp,
-            &StoreConfig::new_default().encode(),
-        )
-        .and_then(|()| f.sync_all().map_err(|e| Error::store_write(&tmp, e)))
-        // link() never replaces: of two racing creators, one config wins.
-        .map(|()| fs::hard_link(&tmp, cfg_path));
-        let _ = fs::remove_file(&tmp);
-        match res? {
-            Ok(()) => file::fsync_dir(root),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-            Err(e) => Err(Error::store_write(cfg_path, e)),
-        }
-    }
-
-    /// Opens an existing store.
+    /// Opens an existing local store.
     pub fn open(root: &Path) -> Result<Self> {
-        file::check_layout(root, &layout::DIRS, &layout::FILES)?;
-        let cfg_path = root.join(layout::CONFIG);
-        let data = file::read_if_exists(&cfg_path)?.ok_or_else(|| Error::NoStore(root.to_path_buf()))?;
+        Self::open_in(Box::new(LocalBackend::open(root)?))
+    }
+
+    /// Opens the store `backend` holds, giving it a config on first use.
+    /// Of two processes creating one store at once, one config wins and
+    /// both use it.
+    pub fn create_in(backend: Box<dyn Backend>) -> Result<Self> {
+        if backend.stat(FileKind::Config, "")?.is_none() {
+            backend.create_new(FileKind::Config, "", &StoreConfig::new_default().encode())?;
+        }
+        Self::open_in(backend)
+    }
+
+    /// Opens the store `backend` holds.
+    pub fn open_in(backend: Box<dyn Backend>) -> Result<Self> {
+        let data = backend
+            .read(FileKind::Config, "")?
+            .ok_or_else(|| Error::NoStore(backend.location().to_path_buf()))?;
+        let config = StoreConfig::decode(&data, &backend.describe(FileKind::Config, ""))?;
         Ok(Store {
-            root: root.to_path_buf(),
-            config: StoreConfig::decode(&data, &cfg_path)?,
+            backend,
+            config,
             index: Mutex::new(None),
-            maps: Mutex::new(HashMap::new()),
         })
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// The storage under this store: for the store's own modules and for
+    /// tests that plant raw files.
+    pub fn backend(&self) -> &dyn Backend {
+        &*self.backend
     }
 
-    pub fn tmp_dir(&self) -> PathBuf {
-        self.root.join("tmp")
+    /// The store as a whole, for messages.
+    pub fn location(&self) -> &Path {
+        self.backend.location()
     }
 
-    /// moat's own directories (the store, `$MOAT_HOME`), canonical, for
-    /// walks to leave out when they sit inside a workspace.
+    /// Where file `name` of `kind` is, for messages.
+    pub fn describe(&self, kind: FileKind, name: &str) -> PathBuf {
+        self.backend.describe(kind, name)
+    }
+
+    /// moat's own directories (the local store, `$MOAT_HOME/runs`),
+    /// canonical, for walks and watchers to leave out when they sit inside
+    /// a workspace.
     pub fn own_dirs(&self) -> Vec<PathBuf> {
-        [Ok(self.root.clone()), moat_home().map(|h| h.join("runs"))]
+        let store = self.backend.local_root().map(|p| Ok(p.to_path_buf()));
+        store
             .into_iter()
+            .chain([moat_home().map(|h| h.join("runs"))])
             .flatten()
-            .filter_map(|p| fs::canonicalize(p).ok())
+            .filter_map(|p| std::fs::canonicalize(p).ok())
             .collect()
     }
 
-    /// Where pack `id` lives.
-    pub fn pack_path(&self, id: &ObjectId) -> PathBuf {
-        self.root.join(layout::pack(id))
+    /// A new private directory on this machine for staging copies (on
+    /// the store's filesystem, so clones into it work where the store
+    /// and the workspace share one), removed when dropped; `None` when the
+    /// backend has no local scratch space. `what` names it (`stage`).
+    pub fn scratch_dir(&self, what: &str) -> Result<Option<ScratchDir>> {
+        self.backend
+            .scratch()
+            .map(|dir| ScratchDir::create(dir, what))
+            .transpose()
     }
 
-    /// Where index file `id` lives.
-    pub fn index_path(&self, id: &ObjectId) -> PathBuf {
-        self.root.join(layout::index(id))
+    /// Free bytes where the store writes (`None` when it cannot be told).
+    pub fn free_space(&self) -> Option<u64> {
+        self.backend.free_space()
     }
 
-    /// The directory of index files.
-    pub fn index_dir(&self) -> PathBuf {
-        self.root.join("index")
+    /// A shared hold on the store's lock, kept by every writer and reader
+    /// for as long as it works; `gc` takes it exclusively before deleting
+    /// anything (`store::lock`).
+    pub fn lock_shared(&self) -> Result<Held> {
+        self.backend.lock().shared()
     }
 
-    /// Where the stat cache of workspace `ws` lives.
+    /// The exclusive hold `gc` keeps while it deletes: it waits for running
+    /// writers and readers, and new ones wait for it. `on_wait` is called
+    /// once if the lock is busy.
+    pub fn lock_exclusive(&self, on_wait: impl FnOnce()) -> Result<Held> {
+        let mut once = Some(on_wait);
+        self.backend.lock().exclusive(&mut || {
+            if let Some(f) = once.take() {
+                f()
+            }
+        })
+    }
+
+    /// Where the stat cache of workspace `ws` is, for messages.
     pub fn stat_cache_path(&self, ws: &Path) -> PathBuf {
-        self.root.join(layout::stat_cache(ws))
+        self.describe(FileKind::Cache, &layout::stat_cache_name(ws))
     }
 
     /// The stat cache of workspace `ws`, if it has one.
-    pub fn read_stat_cache(&self, ws: &Path) -> Result<Option<Vec<u8>>> {
-        file::read_if_exists(&self.stat_cache_path(ws))
+    pub fn read_stat_cache(&self, ws: &Path) -> Result<Option<Blob>> {
+        self.backend.read(FileKind::Cache, &layout::stat_cache_name(ws))
     }
 
-    /// The stat cache of workspace `ws` mapped in place, if it has one.
-    /// (Caches are replaced by rename, never rewritten in place.)
-    pub fn map_stat_cache(&self, ws: &Path) -> Result<Option<memmap2::Mmap>> {
-        match file::map(&self.stat_cache_path(ws)) {
-            Ok(m) => Ok(Some(m)),
-            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    fn watch_token_path(&self, ws: &Path) -> PathBuf {
-        self.stat_cache_path(ws).with_extension("watch")
+    /// The stat cache of workspace `ws` mapped in place where the backend
+    /// can (a local store), if it has one. (Caches are replaced whole,
+    /// never rewritten in place.)
+    pub fn map_stat_cache(&self, ws: &Path) -> Result<Option<Blob>> {
+        self.read_stat_cache(ws)
     }
 
     /// The watch token beside workspace `ws`'s stat cache, if any.
-    pub fn read_watch_token(&self, ws: &Path) -> Result<Option<Vec<u8>>> {
-        file::read_if_exists(&self.watch_token_path(ws))
+    pub fn read_watch_token(&self, ws: &Path) -> Result<Option<Blob>> {
+        self.backend.read(FileKind::WatchToken, &layout::stat_cache_name(ws))
     }
 
     /// Replaces the watch token of workspace `ws` (not fsynced: a cache).
     pub fn write_watch_token(&self, ws: &Path, bytes: &[u8]) -> Result<()> {
-        let dest = self.watch_token_path(ws);
-        file::write_atomic(&self.tmp_dir(), FileKind::StatCache, &dest, bytes, false)
+        self.backend
+            .write(FileKind::WatchToken, &layout::stat_cache_name(ws), bytes)
     }
 
     /// Removes the watch token of workspace `ws` (its cache is replaced).
     pub fn remove_watch_token(&self, ws: &Path) -> Result<bool> {
-        file::remove(&self.watch_token_path(ws))
-    }
-
-    /// The stat caches of every workspace (not their watch tokens).
-    pub fn stat_cache_paths(&self) -> Vec<PathBuf> {
-        fs::read_dir(self.root.join("cache"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_none_or(|x| x != "watch"))
-            .collect()
+        self.backend
+            .remove(FileKind::WatchToken, &layout::stat_cache_name(ws))
     }
 
     /// Replaces the stat cache of workspace `ws` (not fsynced: it is a cache).
     pub fn write_stat_cache(&self, ws: &Path, bytes: &[u8]) -> Result<()> {
-        let dest = self.stat_cache_path(ws);
-        file::write_atomic(&self.tmp_dir(), FileKind::StatCache, &dest, bytes, false)
+        self.backend
+            .write(FileKind::Cache, &layout::stat_cache_name(ws), bytes)
+    }
+
+    /// The names of every workspace's stat cache.
+    pub fn stat_cache_names(&self) -> Result<Vec<String>> {
+        self.backend.list(FileKind::Cache)
+    }
+
+    /// The stat cache named `name` (one of `stat_cache_names`).
+    pub fn read_named_stat_cache(&self, name: &str) -> Result<Option<Blob>> {
+        self.backend.read(FileKind::Cache, name)
     }
 
     /// Removes a stat cache and its watch token (gc: its workspace is gone).
-    pub fn delete_stat_cache(&self, path: &Path) -> Result<bool> {
-        let _ = file::remove(&path.with_extension("watch"));
-        file::remove(path)
+    pub fn delete_stat_cache(&self, name: &str) -> Result<bool> {
+        let _ = self.backend.remove(FileKind::WatchToken, name);
+        self.backend.remove(FileKind::Cache, name)
     }
 
-    /// Publishes an index file (temp, fsync, rename); returns its id.
+    /// Publishes an index file (durably); returns its id.
     pub fn write_index(&self, idx: &crate::format::index::IndexFile) -> Result<ObjectId> {
         let (id, bytes) = idx.encode();
-        file::write_atomic(
-            &self.tmp_dir(),
-            FileKind::Index,
-            &self.index_path(&id),
-            &bytes,
-            true,
-        )?;
+        self.backend.write(FileKind::Index, &id.to_hex(), &bytes)?;
         Ok(id)
     }
 
     /// Removes index files (gc, after publishing the one that replaces them).
     pub fn delete_index_files(&self, ids: &[ObjectId]) -> Result<()> {
         for f in ids {
-            file::remove(&self.index_path(f))?;
+            self.backend.remove(FileKind::Index, &f.to_hex())?;
         }
-        file::fsync_dir(&self.index_dir())
+        self.backend.sync(FileKind::Index)
     }
 
-    /// Removes a pack file (gc, or a failed writer's own unindexed pack);
-    /// an emptied fan-out directory goes too. Returns whether it existed.
+    /// Removes a pack file (gc, or a failed writer's own unindexed pack).
+    /// Returns whether it existed.
     pub fn delete_pack(&self, id: &ObjectId) -> Result<bool> {
-        let path = self.pack_path(id);
-        let existed = file::remove(&path)?;
-        if let Some(dir) = path.parent() {
-            let _ = fs::remove_dir(dir);
+        self.backend.remove(FileKind::Pack, &id.to_hex())
+    }
+
+    /// The size of pack `id`, `None` when it is absent; an error when
+    /// something other than a regular file sits there.
+    pub fn pack_size(&self, id: &ObjectId) -> Result<Option<u64>> {
+        let name = id.to_hex();
+        match self.backend.stat(FileKind::Pack, &name)? {
+            None => Ok(None),
+            Some(m) if m.shape == Shape::File => Ok(Some(m.len)),
+            Some(m) => Err(Error::NotRegular {
+                path: self.describe(FileKind::Pack, &name),
+                found: match m.shape {
+                    Shape::Other(t) => t,
+                    _ => "directory",
+                },
+            }),
         }
-        Ok(existed)
     }
 
-    /// The lock file (created if absent; read-only where the store is:
-    /// flock needs no write access).
-    fn lock_file(&self) -> Result<(File, PathBuf)> {
-        let path = self.root.join(layout::LOCK);
-        Ok((file::open_lock(&path)?, path))
+    /// Every pack in the store, indexed or not.
+    pub fn pack_ids(&self) -> Result<Vec<ObjectId>> {
+        Ok(ids(self.backend.list(FileKind::Pack)?))
     }
 
-    /// A shared lock held by every writer for as long as it writes; `gc`
-    /// takes it exclusively before deleting anything.
-    pub fn lock_shared(&self) -> Result<File> {
-        let (f, path) = self.lock_file()?;
-        f.lock_shared().at(&path)?;
-        Ok(f)
-    }
-
-    /// The exclusive lock `gc` holds while it deletes: it waits for running
-    /// writers and readers, and new ones wait for it. `on_wait` is called
-    /// once if the lock is busy. flock(2) locks die with their process, so a
-    /// crashed moat never leaves a stale lock behind.
-    pub fn lock_exclusive(&self, on_wait: impl FnOnce()) -> Result<File> {
-        let (f, path) = self.lock_file()?;
-        match f.try_lock() {
-            Ok(()) => return Ok(f),
-            Err(std::fs::TryLockError::WouldBlock) => on_wait(),
-            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+    /// Packs in the store that `idx` does not list, with their sizes: left
+    /// by writers that died before publishing an index.
+    pub fn unindexed_packs(&self, idx: &Index) -> Result<Vec<(ObjectId, u64)>> {
+        let known: HashSet<&ObjectId> = idx.packs().iter().collect();
+        let mut out = Vec::new();
+        for id in self.pack_ids()?.into_iter().filter(|id| !known.contains(id)) {
+            // A pack gone meanwhile, or not a regular file, frees nothing.
+            out.push((id, self.pack_size(&id).ok().flatten().unwrap_or(0)));
         }
-        f.lock().at(&path)?;
-        Ok(f)
+        Ok(out)
     }
 
     /// Pins a snapshot: no retention policy removes it.
     pub fn pin(&self, id: &ObjectId) -> Result<()> {
-        let p = self.root.join(layout::pin(id));
-        file::write_atomic(&self.tmp_dir(), FileKind::Pin, &p, b"", true)
+        self.backend.write(FileKind::Pin, &id.to_hex(), b"")
     }
 
     pub fn unpin(&self, id: &ObjectId) -> Result<()> {
-        file::remove(&self.root.join(layout::pin(id))).map(|_| ())
+        self.backend.remove(FileKind::Pin, &id.to_hex()).map(|_| ())
     }
 
-    pub fn pinned(&self) -> Result<std::collections::HashSet<ObjectId>> {
-        let dir = self.root.join("pins");
-        let rd = match fs::read_dir(&dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
-            Err(e) => return Err(Error::io(&dir, e)),
-        };
-        Ok(rd
-            .flatten()
-            .filter_map(|e| e.file_name().to_str().and_then(ObjectId::from_hex))
-            .collect())
+    pub fn pinned(&self) -> Result<HashSet<ObjectId>> {
+        Ok(ids(self.backend.list(FileKind::Pin)?).into_iter().collect())
     }
 
     /// Removes a snapshot (its data stays until `gc` finds it unreferenced).
     pub fn delete_snapshot(&self, id: &ObjectId) -> Result<()> {
-        let path = self.root.join(layout::snapshot(id));
-        fs::remove_file(&path).at(&path)?;
+        let name = id.to_hex();
+        if !self.backend.remove(FileKind::Snapshot, &name)? {
+            return Err(Error::io(
+                self.describe(FileKind::Snapshot, &name),
+                std::io::ErrorKind::NotFound.into(),
+            ));
+        }
         let _ = self.unpin(id);
-        file::fsync_dir(&self.root.join("snapshots"))
+        self.backend.sync(FileKind::Snapshot)
     }
 
-    /// The merged index, loaded on first use and after `invalidate_index`.
+    /// The index, loaded on first use and after `invalidate_index`.
     pub fn index(&self) -> Result<Arc<Index>> {
         let mut slot = self.index.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(i) = slot.as_ref() {
             return Ok(i.clone());
         }
-        let loaded = Arc::new(Index::load(&self.index_dir())?);
+        let loaded = Arc::new(Index::load(self.backend())?);
         *slot = Some(loaded.clone());
         Ok(loaded)
     }
@@ -345,99 +340,14 @@ impl Store {
         *self.index.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
-    fn pack_map(&self, id: &ObjectId) -> Result<Arc<memmap2::Mmap>> {
-        let mut maps = self.maps.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(m) = maps.get(id) {
-            return Ok(m.clone());
-        }
-        let map = Arc::new(file::map(&self.pack_path(id))?);
-        maps.insert(*id, map.clone());
-        Ok(map)
-    }
-
-    /// A published pack, mapped (shared with every reader in this process).
-    pub fn map_pack(&self, id: &ObjectId) -> Result<Arc<memmap2::Mmap>> {
-        self.pack_map(id)
-    }
-
-    /// Decodes one stored object of a pack and verifies it: its claimed
-    /// size against what the store allows for its kind (before anything is
-    /// allocated), then its content against its id.
-    pub fn decode_object(
-        &self,
-        o: &crate::format::pack::PackEntry,
-        stored: &[u8],
-    ) -> Result<Vec<u8>, String> {
-        let limit = crate::format::pack::max_raw_len(o.kind, self.config.chunk_max);
-        if o.raw_len > limit {
-            return Err(format!(
-                "claims {} bytes, over the limit of {limit} bytes for a {} in this store",
-                o.raw_len,
-                o.kind.name()
-            ));
-        }
-        crate::format::compress::decode(&o.id, o.compression, o.raw_len, stored)
-    }
-
-    /// The stored bytes of index entry `e` in the mapped pack `map`.
-    pub fn stored<'m>(e: &crate::format::index::IndexEntry, map: &'m [u8]) -> Result<&'m [u8], String> {
-        let start = e.offset as usize;
-        map.get(start..start.saturating_add(e.stored_len as usize))
-            .ok_or_else(|| "lies beyond the end of the pack (truncated pack?)".to_string())
-    }
-
-    /// Reads one copy of an object (index entry `e`), decompressed and
-    /// verified.
-    pub fn read_copy(&self, e: &crate::format::index::IndexEntry, idx: &Index) -> Result<Vec<u8>> {
-        let pack_id = idx.pack_id(e.pack);
-        let bad = |detail: String| Error::BadObject {
-            id: e.id,
-            pack: pack_id.to_hex(),
-            detail,
-        };
-        let map = self.pack_map(&pack_id)?;
-        let stored = Self::stored(e, &map).map_err(bad)?;
-        self.decode_object(&e.to_pack_entry(), stored).map_err(bad)
-    }
-
-    /// Reads one object, decompressed and verified against its id. When
-    /// the store holds several copies, the first that verifies is used.
-    pub fn read_object(&self, id: &ObjectId, kind: ObjectKind) -> Result<Vec<u8>> {
-        let idx = self.index()?;
-        let copies = idx.copies(id);
-        let mut first_err = None;
-        for e in copies {
-            let res = if e.kind != kind {
-                Err(Error::BadObject {
-                    id: *id,
-                    pack: idx.pack_id(e.pack).to_hex(),
-                    detail: format!("is a {}, expected a {}", e.kind.name(), kind.name()),
-                })
-            } else {
-                self.read_copy(e, &idx)
-            };
-            match res {
-                Ok(data) => return Ok(data),
-                Err(err) => {
-                    first_err.get_or_insert(err);
-                }
-            }
-        }
-        Err(first_err.unwrap_or_else(|| Error::MissingObject {
-            id: *id,
-            by: format!("a {} reference", kind.name()),
-        }))
-    }
-
-    pub fn read_tree(&self, id: &ObjectId) -> Result<Tree> {
-        let data = self.read_object(id, ObjectKind::Tree)?;
-        Tree::decode(&data).map_err(|detail| Error::BadTree { id: *id, detail })
-    }
-
     /// Loads one snapshot file and checks it against its name.
     pub fn load_snapshot(&self, id: &ObjectId) -> Result<Snapshot> {
-        let path = self.root.join(layout::snapshot(id));
-        let data = file::read(&path)?;
+        let name = id.to_hex();
+        let path = self.describe(FileKind::Snapshot, &name);
+        let data = self
+            .backend
+            .read(FileKind::Snapshot, &name)?
+            .ok_or_else(|| Error::io(&path, std::io::ErrorKind::NotFound.into()))?;
         if ObjectId::hash(&data) != *id {
             return Err(Error::corrupt(&path, "snapshot", "content does not match its id"));
         }
@@ -446,15 +356,7 @@ impl Store {
 
     /// All snapshot ids in the store (unsorted, unread).
     pub fn snapshot_ids(&self) -> Result<Vec<ObjectId>> {
-        let dir = self.root.join("snapshots");
-        let mut ids = Vec::new();
-        for ent in fs::read_dir(&dir).at(&dir)? {
-            let ent = ent.at(&dir)?;
-            if let Some(id) = ent.file_name().to_str().and_then(ObjectId::from_hex) {
-                ids.push(id);
-            }
-        }
-        Ok(ids)
+        Ok(ids(self.backend.list(FileKind::Snapshot)?))
     }
 
     /// All readable snapshots, oldest first, and the errors of unreadable ones.
@@ -475,8 +377,7 @@ impl Store {
     /// Publishes a snapshot file: the commit point of a capture.
     pub fn write_snapshot(&self, snap: &Snapshot) -> Result<ObjectId> {
         let (id, bytes) = snap.encode();
-        let dest = self.root.join(layout::snapshot(&id));
-        file::write_atomic(&self.tmp_dir(), FileKind::Snapshot, &dest, &bytes, true)?;
+        self.backend.write(FileKind::Snapshot, &id.to_hex(), &bytes)?;
         Ok(id)
     }
 
@@ -489,4 +390,25 @@ impl Store {
             .find(|r| r.snap.workspace_path() == ws)
             .map(|r| (r.id, r.snap)))
     }
+
+    /// Temp files and staging dirs crashed writers left, older than
+    /// `min_age_ns` (`cleanup`).
+    pub fn find_temps(&self, min_age_ns: i64) -> Result<Vec<TempItem>> {
+        cleanup::find(self.backend(), min_age_ns, crate::util::now_ns())
+    }
+
+    /// Removes `items` found by `find_temps`, each re-checked right before;
+    /// returns the removed items and, for each one kept, why.
+    pub fn remove_temps(
+        &self,
+        items: Vec<TempItem>,
+        min_age_ns: i64,
+    ) -> (Vec<TempItem>, Vec<(TempItem, String)>) {
+        cleanup::remove(self.backend(), items, min_age_ns, crate::util::now_ns())
+    }
+}
+
+/// The ids among listed names.
+fn ids(names: Vec<String>) -> Vec<ObjectId> {
+    names.iter().filter_map(|n| ObjectId::from_hex(n)).collect()
 }

@@ -1,38 +1,31 @@
-//! Writing one pack file: objects are appended to a temp file in the
-//! store's `tmp/`, the trailer is written, the file is fsynced and renamed
-//! to its content-derived name (`format::pack` describes the bytes).
+//! Writing one pack file: objects are appended to an upload of the
+//! store's backend (locally a temp file), the trailer is written, and the
+//! pack is published durably under its content-derived name
+//! (`format::pack` describes the bytes).
 //!
 //! Invariant: a pack becomes visible only complete and durable; a failed,
-//! abandoned or dropped pack writer removes its temp file, so an error
+//! abandoned or dropped pack writer leaves nothing (its upload goes), so an error
 //! (a full disk, EIO) leaves nothing behind.
-
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::format::compress::Compression;
 use crate::format::header;
 use crate::format::id::ObjectId;
 use crate::format::pack::{END_MAGIC, FinishedPack, MAGIC, ObjectKind, PackEntry, VERSION, encode_table};
-use crate::store::file::{self, FileKind};
-use crate::store::layout;
+use crate::store::Store;
+use crate::store::backend::{FileKind, Upload};
 
 pub struct PackWriter {
-    /// None once finished (the temp file is then the published pack).
-    file: Option<BufWriter<File>>,
-    tmp: PathBuf,
+    upload: Box<dyn Upload>,
     hasher: blake3::Hasher,
     entries: Vec<PackEntry>,
     offset: u64,
 }
 
 impl PackWriter {
-    pub fn create(tmp_dir: &Path) -> Result<Self> {
-        let (f, tmp) = file::create_temp(tmp_dir, "pack")?;
+    pub fn create(store: &Store) -> Result<Self> {
         let mut w = PackWriter {
-            file: Some(BufWriter::with_capacity(1 << 20, f)),
-            tmp,
+            upload: store.backend().upload(FileKind::Pack)?,
             hasher: blake3::Hasher::new(),
             entries: Vec::new(),
             offset: 0,
@@ -44,17 +37,19 @@ impl PackWriter {
     }
 
     fn write(&mut self, data: &[u8]) -> Result<()> {
-        let f = self
-            .file
-            .as_mut()
-            .ok_or_else(|| Error::store_write(&self.tmp, std::io::ErrorKind::BrokenPipe.into()))?;
-        // The failpoint sees each object as one write, as the disk would
-        // see it without the buffer.
-        crate::util::fault::write_all(FileKind::Pack.write_point(), f, data)
-            .map_err(|e| Error::store_write(&self.tmp, e))?;
+        // Each object is one write (the failpoints see it as the disk would
+        // without the upload's buffer).
+        self.upload.write(data)?;
         self.hasher.update(data);
         self.offset += data.len() as u64;
         Ok(())
+    }
+
+    fn too_big(&self, what: &str) -> Error {
+        Error::store_write(
+            self.upload.describe(),
+            std::io::Error::other(format!("{what} exceeds 4 GiB")),
+        )
     }
 
     pub fn add(
@@ -65,10 +60,8 @@ impl PackWriter {
         raw_len: u32,
         stored: &[u8],
     ) -> Result<()> {
-        let offset = u32::try_from(self.offset)
-            .map_err(|_| Error::store_write(&self.tmp, std::io::Error::other("pack exceeds 4 GiB")))?;
-        let stored_len = u32::try_from(stored.len())
-            .map_err(|_| Error::store_write(&self.tmp, std::io::Error::other("object exceeds 4 GiB")))?;
+        let offset = u32::try_from(self.offset).map_err(|_| self.too_big("pack"))?;
+        let stored_len = u32::try_from(stored.len()).map_err(|_| self.too_big("object"))?;
         self.write(stored)?;
         self.entries.push(PackEntry {
             id,
@@ -89,43 +82,24 @@ impl PackWriter {
         self.entries.is_empty()
     }
 
-    /// Writes the trailer, fsyncs, and publishes the pack under its id.
-    /// On error the temp file is removed.
-    pub fn finish(mut self, store_root: &Path) -> Result<FinishedPack> {
+    /// Writes the trailer and publishes the pack, durably, under its id.
+    /// On error nothing is left behind.
+    pub fn finish(mut self) -> Result<FinishedPack> {
         let table = encode_table(&self.entries);
         self.write(&table)?;
         self.write(&(table.len() as u32).to_le_bytes())?;
         self.write(END_MAGIC)?;
-        let buffered = self
-            .file
-            .take()
-            .ok_or_else(|| Error::store_write(&self.tmp, std::io::ErrorKind::BrokenPipe.into()))?;
-        let mut f = buffered
-            .into_inner()
-            .map_err(|e| Error::store_write(&self.tmp, e.into_error()))?;
-        f.flush().map_err(|e| Error::store_write(&self.tmp, e))?;
-        f.sync_all().map_err(|e| Error::store_write(&self.tmp, e))?;
-        drop(f);
         let id = ObjectId::from_hasher(&self.hasher);
-        file::publish(&self.tmp, &store_root.join(layout::pack(&id)))?;
+        self.upload.publish(&id.to_hex())?;
         Ok(FinishedPack {
             id,
-            entries: std::mem::take(&mut self.entries),
+            entries: self.entries,
             bytes: self.offset,
         })
     }
 
-    /// Drops an unfinished pack (error path): its temp file goes.
+    /// Drops an unfinished pack (error path): nothing of it stays.
     pub fn abandon(self) {}
-}
-
-impl Drop for PackWriter {
-    fn drop(&mut self) {
-        // Unfinished, or finish failed before or at the rename: the temp
-        // file is this writer's alone. (After a successful rename it no
-        // longer exists under this name.)
-        let _ = std::fs::remove_file(&self.tmp);
-    }
 }
 
 #[cfg(test)]
@@ -136,19 +110,18 @@ mod tests {
     #[test]
     fn write_parse_round_trip() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
-        std::fs::create_dir_all(dir.path().join("packs")).unwrap();
-        let mut w = PackWriter::create(&dir.path().join("tmp")).unwrap();
+        let store = Store::open_or_create(dir.path()).unwrap();
+        let mut w = PackWriter::create(&store).unwrap();
         for i in 0..10u8 {
             let raw = vec![i; 100 + i as usize];
             let (c, s) = crate::format::compress::encode(&raw, 3);
             w.add(ObjectId::hash(&raw), ObjectKind::Chunk, c, raw.len() as u32, &s)
                 .unwrap();
         }
-        let done = w.finish(dir.path()).unwrap();
-        let path = dir.path().join(layout::pack(&done.id));
-        let data = std::fs::read(&path).unwrap();
+        let done = w.finish().unwrap();
+        let data = store.read_pack(&done.id).unwrap();
         assert_eq!(ObjectId::hash(&data), done.id);
+        let path = store.describe(FileKind::Pack, &done.id.to_hex());
         let parsed = parse(&data, &path).unwrap();
         assert_eq!(parsed, done.entries);
         for e in &parsed {
@@ -165,9 +138,11 @@ mod tests {
     #[test]
     fn a_dropped_writer_leaves_no_temp_file() {
         let dir = tempfile::tempdir().unwrap();
-        let w = PackWriter::create(dir.path()).unwrap();
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        let store = Store::open_or_create(dir.path()).unwrap();
+        let tmp = dir.path().join("tmp");
+        let w = PackWriter::create(&store).unwrap();
+        assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 1);
         drop(w);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
     }
 }

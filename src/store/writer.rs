@@ -18,7 +18,6 @@
 //! removes them. Counts of new objects and bytes are of published packs.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -28,6 +27,7 @@ use crate::format::index::IndexFile;
 use crate::format::pack::{FinishedPack, ObjectKind, max_raw_len};
 use crate::store::Store;
 use crate::store::index::Index;
+use crate::store::lock::Held;
 use crate::store::pack_writer::PackWriter;
 
 /// What a finished session published.
@@ -43,7 +43,7 @@ pub struct ObjectWriter<'a> {
     store: &'a Store,
     index: Arc<Index>,
     /// The store's shared lock (None for dry sessions).
-    lock: Option<File>,
+    lock: Option<Held>,
     seen: Mutex<HashSet<ObjectId>>,
     chunks: Mutex<Option<PackWriter>>,
     trees: Mutex<Option<PackWriter>>,
@@ -67,7 +67,7 @@ impl<'a> ObjectWriter<'a> {
         Self::with_lock(store, Some(lock), false)
     }
 
-    fn with_lock(store: &'a Store, lock: Option<File>, dry: bool) -> Result<Self> {
+    fn with_lock(store: &'a Store, lock: Option<Held>, dry: bool) -> Result<Self> {
         Ok(ObjectWriter {
             store,
             index: store.index()?,
@@ -114,7 +114,7 @@ impl<'a> ObjectWriter<'a> {
         match lock(&self.first_error).as_ref() {
             Some((path, e)) => Error::store_write(path, copy_io(e)),
             None => Error::store_write(
-                self.store.tmp_dir(),
+                self.store.location(),
                 std::io::Error::other("the writing session failed"),
             ),
         }
@@ -152,7 +152,7 @@ impl<'a> ObjectWriter<'a> {
             .filter(|n| *n <= limit)
             .ok_or_else(|| {
                 self.fail(Error::Limit {
-                    path: self.store.root().to_path_buf(),
+                    path: self.store.location().to_path_buf(),
                     detail: format!(
                         "a {} of {} bytes is over the store's limit of {limit}",
                         kind.name(),
@@ -169,7 +169,7 @@ impl<'a> ObjectWriter<'a> {
             let mut s = lock(sink);
             let w = match s.as_mut() {
                 Some(w) => w,
-                None => s.insert(PackWriter::create(&self.store.tmp_dir())?),
+                None => s.insert(PackWriter::create(self.store)?),
             };
             w.add(id, kind, comp, raw_len, &stored)?;
             Ok(if w.bytes() >= self.store.config.pack_target as u64 {
@@ -182,7 +182,7 @@ impl<'a> ObjectWriter<'a> {
         // Finish a full pack outside the lock: its fsync must not stall
         // the other workers.
         if let Some(w) = full {
-            let done = w.finish(self.store.root()).map_err(|e| self.fail(e))?;
+            let done = w.finish().map_err(|e| self.fail(e))?;
             lock(&self.finished).push(done);
         }
         Ok(id)
@@ -212,7 +212,7 @@ impl<'a> ObjectWriter<'a> {
         }
         for sink in [&self.chunks, &self.trees] {
             if let Some(w) = lock(sink).take() {
-                let done = w.finish(self.store.root()).map_err(|e| self.fail(e))?;
+                let done = w.finish().map_err(|e| self.fail(e))?;
                 lock(&self.finished).push(done);
             }
         }
@@ -245,15 +245,15 @@ impl<'a> ObjectWriter<'a> {
     /// its index, and is then seen here).
     fn remove_own_packs(&self) {
         let packs = std::mem::take(&mut *lock(&self.finished));
-        let Some(file) = self.lock.as_ref().filter(|_| !packs.is_empty()) else {
+        let Some(hold) = self.lock.as_ref().filter(|_| !packs.is_empty()) else {
             return;
         };
         // Converts our shared lock; never waits (a process may hold
         // another shared lock on this store while it captures).
-        if file.try_lock().is_err() {
+        if !hold.try_exclusive() {
             return;
         }
-        let Ok(idx) = Index::load(&self.store.index_dir()) else {
+        let Ok(idx) = Index::load(self.store.backend()) else {
             return;
         };
         if !idx.problems.is_empty() {
@@ -325,6 +325,30 @@ mod tests {
         assert_eq!(files_below(&d.path().join("tmp")), 0, "temp files left");
         assert_eq!(files_below(&d.path().join("packs")), 0, "unindexed packs left");
         assert_eq!(files_below(&d.path().join("index")), 0);
+    }
+
+    #[test]
+    fn a_session_whose_pack_writes_fail_publishes_nothing() {
+        use crate::store::backend::FileKind;
+        use crate::store::backend::memory::MemoryBackend;
+        let mem = MemoryBackend::new();
+        let store = Store::create_in(Box::new(mem.clone())).unwrap();
+        let w = ObjectWriter::new(&store).unwrap();
+        w.put_chunk(b"before").unwrap();
+        w.finish().unwrap();
+        let counts = || (mem.count(FileKind::Pack), mem.count(FileKind::Index));
+        assert_eq!(counts(), (1, 1));
+        mem.fail_writes(Some(FileKind::Pack));
+        let w = ObjectWriter::new(&store).unwrap();
+        let err = w.put_chunk(b"after").unwrap_err();
+        assert!(matches!(err, Error::StoreWrite { .. }), "{err}");
+        assert!(w.put_chunk(b"more").is_err(), "poisoned");
+        assert!(w.finish().is_err());
+        mem.fail_writes(None);
+        assert_eq!(counts(), (1, 1), "nothing new");
+        // The store holds what the first session wrote, and only that.
+        assert!(store.index().unwrap().contains(&ObjectId::hash(b"before")));
+        assert!(!store.index().unwrap().contains(&ObjectId::hash(b"after")));
     }
 
     /// A store whose packs close after every object.

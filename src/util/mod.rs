@@ -1,6 +1,7 @@
 //! Small crate-wide helpers below every layer: the progress trait, the
 //! clocks, unique temp names, quoting for the terminal, opening files that
-//! must be regular, and the test failpoints (`fault`).
+//! must be regular, and the test failpoints (`fault`). Uses no other layer
+//! (only `error`).
 
 pub mod clock;
 pub mod fault;

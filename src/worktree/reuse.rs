@@ -255,13 +255,13 @@ mod tests {
             (b"dir/ok".to_vec(), entry(5, 10)),
         ];
         let bytes = StatCache::encode(ws.as_os_str().as_bytes(), 50, entries);
-        std::fs::write(store.stat_cache_path(&ws), &bytes).unwrap();
+        store.write_stat_cache(&ws, &bytes).unwrap();
         let donors = Donors::from_caches(&store, &[&ws], clone::cloner(true));
         let paths: Vec<&PathBuf> = donors.by_content.values().flatten().map(|(p, _)| p).collect();
         assert_eq!(paths, [&ws.join("dir/ok")]);
         // A cache that claims another workspace gives nothing.
         let other = d.path().join("other");
-        std::fs::write(store.stat_cache_path(&other), &bytes).unwrap();
+        store.write_stat_cache(&other, &bytes).unwrap();
         let donors = Donors::from_caches(&store, &[&other], clone::cloner(true));
         assert!(donors.is_empty());
     }

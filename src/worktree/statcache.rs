@@ -17,7 +17,7 @@ use crate::format::statcache::{self, CachedFile, Meta, StatCache, Table, Token};
 use crate::store::Store;
 
 /// A stat cache mapped in place.
-pub type Mapped = Table<memmap2::Mmap>;
+pub type Mapped = Table<crate::store::backend::Blob>;
 
 fn wrong_workspace(path: &Path, named: &[u8], ws: &Path) -> Error {
     Error::corrupt(

@@ -10,6 +10,7 @@ use moat::format::index::IndexFile;
 use moat::format::pack::{self, FinishedPack, ObjectKind, PackEntry};
 use moat::format::snapshot::{Scan, Snapshot, Stats, Trigger};
 use moat::format::tree::{Content, Entry, Tree};
+use moat::store::backend::FileKind;
 use moat::store::writer::ObjectWriter;
 
 use super::Env;
@@ -104,18 +105,20 @@ impl Forge {
         data.extend_from_slice(&(table.len() as u32).to_le_bytes());
         data.extend_from_slice(pack::END_MAGIC);
         let id = ObjectId::hash(&data);
-        let path = self.store.pack_path(&id);
-        std::fs::create_dir_all(path.parent().expect("fan-out dir")).expect("mkdir");
-        std::fs::write(&path, &data).expect("write pack");
+        let name = id.to_hex();
+        let backend = self.store.backend();
+        backend.write(FileKind::Pack, &name, &data).expect("write pack");
         let done = FinishedPack {
             id,
             entries,
             bytes: data.len() as u64,
         };
         let (iid, bytes) = IndexFile::from_packs(&[done]).encode();
-        std::fs::write(self.store.index_path(&iid), bytes).expect("write index");
+        backend
+            .write(FileKind::Index, &iid.to_hex(), &bytes)
+            .expect("write index");
         self.store.invalidate_index();
-        path
+        self.store.describe(FileKind::Pack, &name)
     }
 }
 

@@ -27,7 +27,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::format::id::ObjectId;
-use crate::store::cleanup::{self, TempItem};
+use crate::store::backend::FileKind;
+use crate::store::cleanup::TempItem;
 use crate::store::{SnapshotRecord, Store};
 use crate::util::failpoint;
 use crate::util::progress::Progress;
@@ -105,14 +106,14 @@ pub fn gc(
     }
     progress.start("marking", kept.len() as u64);
     let marks = mark::mark(store, &index, &kept, progress)?;
-    let plan = sweep::plan(store, &index, &marks.live);
+    let plan = sweep::plan(store, &index, &marks.live)?;
     let mut report = GcReport {
         kept: kept.len(),
         freed: plan.freed_dead + plan.freed_repack,
         problems: marks.problems,
         ..GcReport::default()
     };
-    report.temps = cleanup::find(store.root(), opts.min_age_ns)?;
+    report.temps = store.find_temps(opts.min_age_ns)?;
     if opts.dry_run {
         report.removed = removed;
         report.packs_deleted = (plan.delete.len() + plan.unindexed.len()) as u64;
@@ -125,7 +126,7 @@ pub fn gc(
     report.removed = removed;
     failpoint("gc-after-forget");
     // What needs no write goes first: on a full disk it makes the room.
-    let (temps, _) = cleanup::remove(std::mem::take(&mut report.temps), opts.min_age_ns);
+    let (temps, _) = store.remove_temps(std::mem::take(&mut report.temps), opts.min_age_ns);
     report.temps = temps;
     report.caches_removed = drop_orphan_caches(store);
     sweep::sweep(store, &index, &marks.live, &plan, &mut report, progress)?;
@@ -197,16 +198,22 @@ fn policy_for(ws: &Path, opts: &GcOptions) -> Policy {
 fn drop_orphan_caches(store: &Store) -> u64 {
     use std::os::unix::ffi::OsStrExt;
     let mut n = 0;
-    for path in store.stat_cache_paths() {
-        let cache = crate::store::file::read(&path)
-            .and_then(|d| crate::format::statcache::StatCache::decode(&d, &path));
+    for name in store.stat_cache_names().unwrap_or_default() {
+        let path = store.describe(FileKind::Cache, &name);
+        let cache = store.read_named_stat_cache(&name).and_then(|d| match d {
+            Some(d) => crate::format::statcache::StatCache::decode(&d, &path),
+            None => Err(Error::io(&path, std::io::ErrorKind::NotFound.into())),
+        });
         let keep = match cache {
             Ok(c) => Path::new(std::ffi::OsStr::from_bytes(&c.workspace)).is_dir(),
             Err(_) => false,
         };
-        if !keep && store.delete_stat_cache(&path).unwrap_or(false) {
+        if !keep && store.delete_stat_cache(&name).unwrap_or(false) {
             n += 1;
         }
     }
     n
 }
+
+#[cfg(test)]
+mod tests;

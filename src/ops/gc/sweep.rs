@@ -19,7 +19,6 @@
 //! removes the packs this gc wrote and fails; what was published stands.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::format::id::ObjectId;
@@ -43,8 +42,8 @@ pub const REPACK_BELOW: f64 = 0.75;
 pub struct SweepPlan {
     pub delete: HashSet<u32>,
     pub repack: HashSet<u32>,
-    /// Packs on disk that no index lists.
-    pub unindexed: Vec<PathBuf>,
+    /// Packs in the store that no index lists.
+    pub unindexed: Vec<ObjectId>,
     /// Index files (positions in `Index::files`) that list only dead
     /// packs that no other index file lists.
     pub dead_files: Vec<usize>,
@@ -56,7 +55,7 @@ pub struct SweepPlan {
     pub repack_bytes: u64,
 }
 
-pub fn plan(store: &Store, index: &Index, live: &[u64]) -> SweepPlan {
+pub fn plan(store: &Store, index: &Index, live: &[u64]) -> Result<SweepPlan> {
     let n = index.packs().len();
     let (mut live_bytes, mut live_count, mut total) = (vec![0u64; n], vec![0u64; n], vec![0u64; n]);
     for (i, e) in index.entries().iter().enumerate() {
@@ -68,9 +67,7 @@ pub fn plan(store: &Store, index: &Index, live: &[u64]) -> SweepPlan {
     }
     let mut plan = SweepPlan::default();
     for (p, id) in index.packs().iter().enumerate() {
-        let size = std::fs::symlink_metadata(store.pack_path(id))
-            .map(|m| m.len())
-            .unwrap_or(0);
+        let size = store.pack_size(id).ok().flatten().unwrap_or(0);
         // Object bytes = file minus framing; objects an earlier gc dropped
         // from the index count as dead.
         let objects = size.saturating_sub(pack::overhead(total[p]));
@@ -83,9 +80,9 @@ pub fn plan(store: &Store, index: &Index, live: &[u64]) -> SweepPlan {
             plan.repack_bytes += live_bytes[p];
         }
     }
-    for (path, size) in index.unindexed_packs(store.root()) {
+    for (id, size) in store.unindexed_packs(index)? {
         plan.freed_dead += size;
-        plan.unindexed.push(path);
+        plan.unindexed.push(id);
     }
     let mut listers = vec![0u32; n];
     for packs in &index.file_packs {
@@ -101,13 +98,7 @@ pub fn plan(store: &Store, index: &Index, live: &[u64]) -> SweepPlan {
                 .all(|p| plan.delete.contains(p) && listers[*p as usize] == 1)
         })
         .collect();
-    plan
-}
-
-/// Free bytes on the store's filesystem (None when it cannot be told).
-fn free_bytes(path: &Path) -> Option<u64> {
-    let s = nix::sys::statvfs::statvfs(path).ok()?;
-    Some((s.blocks_available() as u64).saturating_mul(s.fragment_size() as u64))
+    Ok(plan)
 }
 
 /// Room for a file of `len` bytes, with a page of slack for rounding.
@@ -125,11 +116,8 @@ pub fn sweep(
 ) -> Result<()> {
     // 1. Free what needs no write.
     let mut deleted = Deleted::default();
-    for path in &plan.unindexed {
-        deleted.pack(crate::store::file::remove(path)?);
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::remove_dir(dir);
-        }
+    for id in &plan.unindexed {
+        deleted.pack(store.delete_pack(id)?);
     }
     let mut gone: HashSet<u32> = HashSet::new();
     for &f in &plan.dead_files {
@@ -210,7 +198,7 @@ fn rewrite_and_delete(
     if !repack.is_empty() {
         let needed = room(plan.repack_bytes + pack::overhead(index.len() as u64))
             .saturating_add(room(index_size(index)));
-        if let Some(free) = free_bytes(store.root()).filter(|f| *f < needed) {
+        if let Some(free) = store.free_space().filter(|f| *f < needed) {
             report.notes.push(format!(
                 "{} packs under {}% live not rewritten: that needs {needed} bytes free, {free} are; run gc again when there is room",
                 repack.len(),
@@ -297,11 +285,11 @@ fn rewrite(
         let mut writers: [Option<PackWriter>; 2] = [None, None];
         for p in order {
             let pack_id = index.pack_id(p);
-            let map = store.map_pack(&pack_id)?;
             let mut objects = Vec::new();
             for e in &members[&p] {
-                let checked = Store::stored(e, &map)
-                    .and_then(|stored| store.decode_object(&e.to_pack_entry(), stored).map(|_| stored));
+                let checked = store
+                    .read_stored(&pack_id, e)?
+                    .and_then(|stored| store.decode_object(&e.to_pack_entry(), &stored).map(|_| stored));
                 match checked {
                     Ok(stored) => objects.push((*e, stored)),
                     Err(detail) => {
@@ -326,20 +314,20 @@ fn rewrite(
                 let slot = &mut writers[(e.kind == ObjectKind::Tree) as usize];
                 let w = match slot {
                     Some(w) => w,
-                    None => slot.insert(PackWriter::create(&store.tmp_dir())?),
+                    None => slot.insert(PackWriter::create(store)?),
                 };
-                w.add(e.id, e.kind, e.compression, e.raw_len, stored)?;
+                w.add(e.id, e.kind, e.compression, e.raw_len, &stored)?;
                 if w.bytes() >= store.config.pack_target as u64
                     && let Some(full) = slot.take()
                 {
-                    done.push(full.finish(store.root())?);
+                    done.push(full.finish()?);
                 }
             }
             repacked.insert(p);
             progress.inc(1);
         }
         for w in writers.into_iter().flatten() {
-            done.push(w.finish(store.root())?);
+            done.push(w.finish()?);
         }
         Ok(())
     })();
@@ -384,9 +372,9 @@ fn publish_index(
     entries.sort_by_key(|e| e.id);
     let file = IndexFile { packs, entries };
     let needed = room(32 * file.packs.len() as u64 + 50 * file.entries.len() as u64 + 52);
-    if let Some(free) = free_bytes(store.root()).filter(|f| *f < needed) {
+    if let Some(free) = store.free_space().filter(|f| *f < needed) {
         return Err(Error::NoSpace {
-            path: store.root().to_path_buf(),
+            path: store.location().to_path_buf(),
             what: "write its new index",
             needed,
             free,

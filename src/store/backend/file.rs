@@ -1,5 +1,5 @@
-//! Store file I/O: every open, read, map, write, publish and delete of a
-//! file in the store goes through here, keyed by what kind of file it is.
+//! The local backend's file primitives: every open, read, map, write,
+//! publish and delete of a file in a local store goes through here.
 //!
 //! Invariants: a store file is opened with `O_NOFOLLOW|O_NONBLOCK` and its
 //! type checked with `fstat` on the open descriptor, so a symlink or a
@@ -14,33 +14,9 @@ use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use super::FileKind;
 use crate::error::{Error, IoContext, Result};
 use crate::util::{fault, fs as fsutil};
-
-/// What a store file is: names its failpoint and its error messages.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FileKind {
-    Config,
-    Pack,
-    Index,
-    Snapshot,
-    Pin,
-    StatCache,
-}
-
-impl FileKind {
-    /// The failpoint every write of this kind passes (`util::fault`).
-    pub fn write_point(self) -> &'static str {
-        match self {
-            FileKind::Config => "config-write",
-            FileKind::Pack => "pack-write",
-            FileKind::Index => "index-write",
-            FileKind::Snapshot => "snapshot-write",
-            FileKind::Pin => "pin-write",
-            FileKind::StatCache => "cache-write",
-        }
-    }
-}
 
 /// Checks, on the open descriptor, that `f` is a regular file.
 fn regular(f: File, path: &Path) -> Result<File> {
@@ -152,23 +128,30 @@ pub fn write(kind: FileKind, f: &mut impl io::Write, path: &Path, data: &[u8]) -
     fault::write_all(kind.write_point(), f, data).map_err(|e| Error::store_write(path, e))
 }
 
-/// Writes a whole store file atomically (temp, [fsync], rename, [fsync dir]).
-pub fn write_atomic(tmp_dir: &Path, kind: FileKind, dest: &Path, data: &[u8], durable: bool) -> Result<()> {
-    fsutil::atomic_write_as(
-        tmp_dir,
-        dest,
-        data,
-        durable,
-        kind.write_point(),
-        Error::store_write,
-    )
+/// Writes a whole store file atomically: temp file in `tmp_dir`, fsync
+/// (when `kind` is durable), rename into place, fsync of the directory.
+pub fn write_atomic(tmp_dir: &Path, kind: FileKind, dest: &Path, data: &[u8]) -> Result<()> {
+    let (mut f, tmp) = create_temp(tmp_dir, kind.temp_ext())?;
+    let res = write(kind, &mut f, &tmp, data)
+        .and_then(|()| match kind.durable() {
+            true => f.sync_all().map_err(|e| Error::store_write(&tmp, e)),
+            false => Ok(()),
+        })
+        .and_then(|()| {
+            drop(f);
+            publish(&tmp, dest, kind.durable())
+        });
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    res
 }
 
-/// Moves a finished, fsynced temp file to `dest`, creating its fan-out
-/// directory (never through a symlink). Store files published this way
-/// are content-addressed, so replacing an existing file with the same name
-/// replaces it with the same bytes.
-pub fn publish(tmp: &Path, dest: &Path) -> Result<()> {
+/// Moves a finished (and, when `durable`, fsynced) temp file to `dest`,
+/// creating its fan-out directory (never through a symlink), then fsyncs
+/// the directory when `durable`. Content-addressed files published this
+/// way replace a file of the same name with the same bytes.
+pub fn publish(tmp: &Path, dest: &Path, durable: bool) -> Result<()> {
     let parent = dest.parent().unwrap_or(Path::new("."));
     match fs::create_dir(parent) {
         Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(Error::store_write(parent, e)),
@@ -176,7 +159,10 @@ pub fn publish(tmp: &Path, dest: &Path) -> Result<()> {
     }
     real_dir(parent)?;
     fs::rename(tmp, dest).map_err(|e| Error::store_write(dest, e))?;
-    fsync_dir(parent)
+    match durable {
+        true => fsync_dir(parent),
+        false => Ok(()),
+    }
 }
 
 /// fsyncs a store directory.
@@ -194,7 +180,7 @@ pub fn remove(path: &Path) -> Result<bool> {
 }
 
 /// `path` is a directory and not a symlink.
-fn real_dir(path: &Path) -> Result<()> {
+pub fn real_dir(path: &Path) -> Result<()> {
     let m = fs::symlink_metadata(path).at(path)?;
     if m.file_type().is_dir() {
         return Ok(());
