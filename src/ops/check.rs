@@ -42,9 +42,13 @@ pub struct CheckReport {
 pub fn check(store: &Store, opts: &CheckOptions, progress: &dyn Progress) -> Result<CheckReport> {
     let mut r = CheckReport::default();
     let _lock = store.lock_shared()?;
+    // Snapshots first, then the index: a snapshot committed meanwhile
+    // published its index before itself, so every listed snapshot's
+    // objects are in the index loaded after (store-format.md, "Writing").
+    let (snaps, bad) = store.list_snapshots()?;
+    store.invalidate_index();
     let index = store.index()?;
     r.problems.extend(index.problems.iter().map(|e| e.to_string()));
-    let (snaps, bad) = store.list_snapshots()?;
     r.problems.extend(bad.iter().map(|e| e.to_string()));
     r.snapshots = snaps.len() as u64;
 
@@ -219,4 +223,69 @@ fn verify_pack(store: &Store, id: &ObjectId, listed: &[&IndexEntry]) -> Vec<Stri
         }
     }
     problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::snapshot::{Scan, Snapshot, Stats, Trigger};
+    use crate::format::tree::{Entry, Tree};
+    use crate::store::backend::FileKind;
+    use crate::store::backend::memory::MemoryBackend;
+    use crate::store::writer::ObjectWriter;
+    use crate::util::progress::NoProgress;
+
+    /// Commits a snapshot of one file holding `data`, as a capture does.
+    fn commit(store: &Store, data: &[u8]) {
+        let w = ObjectWriter::new(store).unwrap();
+        let chunk = w.put_chunk(data).unwrap();
+        let tree = Tree {
+            entries: vec![Entry {
+                name: b"f".to_vec(),
+                mode: 0o644,
+                mtime_ns: 0,
+                size: data.len() as u64,
+                content: Content::File(vec![chunk]),
+            }],
+        };
+        let (id, bytes) = tree.id_and_bytes();
+        w.put(ObjectKind::Tree, id, &bytes).unwrap();
+        w.finish().unwrap();
+        store
+            .write_snapshot(&Snapshot {
+                root: id,
+                parent: None,
+                workspace: b"/w".to_vec(),
+                host: "h".into(),
+                time_ns: 1,
+                trigger: Trigger::Manual,
+                message: String::new(),
+                git: None,
+                run_id: None,
+                stats: Stats::default(),
+                skipped: Vec::new(),
+                exact: true,
+                scan: Scan::Walked,
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn a_snapshot_committed_while_check_runs_is_not_reported_missing() {
+        let mem = MemoryBackend::new();
+        let store = Store::create_in(Box::new(mem.clone())).unwrap();
+        commit(&store, b"first");
+        // Another process commits a snapshot (packs, index, snapshot file)
+        // just as check starts reading the index.
+        mem.before_next_read(FileKind::Index, |m| {
+            let other = Store::open_in(Box::new(m.clone())).unwrap();
+            commit(&other, b"second");
+        });
+        let r = check(&store, &CheckOptions::default(), &NoProgress).unwrap();
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        // The next check sees both snapshots, complete.
+        store.invalidate_index();
+        let r = check(&store, &CheckOptions::default(), &NoProgress).unwrap();
+        assert_eq!((r.snapshots, r.problems.len()), (2, 0), "{:?}", r.problems);
+    }
 }

@@ -18,11 +18,15 @@ use crate::error::{Error, Result};
 use crate::store::lock::{Held, Hold, Lock};
 
 type Files = BTreeMap<(FileKind, String), Arc<Vec<u8>>>;
+type Hook = Box<dyn FnOnce(&MemoryBackend) + Send>;
 
 #[derive(Clone, Default)]
 pub struct MemoryBackend {
     files: Arc<Mutex<Files>>,
     failing: Arc<Mutex<Option<FileKind>>>,
+    /// Runs once, before the next read of its kind (a concurrent process
+    /// acting between a listing and a read).
+    hook: Arc<Mutex<Option<(FileKind, Hook)>>>,
     lock: MemoryLock,
     location: PathBuf,
 }
@@ -54,6 +58,11 @@ impl MemoryBackend {
         }
     }
 
+    /// Runs `f` once, right before the next read of a file of `kind`.
+    pub fn before_next_read(&self, kind: FileKind, f: impl FnOnce(&MemoryBackend) + Send + 'static) {
+        *guard(&self.hook) = Some((kind, Box::new(f)));
+    }
+
     /// How many files of `kind` it holds.
     pub fn count(&self, kind: FileKind) -> usize {
         guard(&self.files).keys().filter(|(k, _)| *k == kind).count()
@@ -78,6 +87,16 @@ impl Backend for MemoryBackend {
     }
 
     fn read(&self, kind: FileKind, name: &str) -> Result<Option<Blob>> {
+        let hook = {
+            let mut h = guard(&self.hook);
+            match h.as_ref() {
+                Some((k, _)) if *k == kind => h.take(),
+                _ => None,
+            }
+        };
+        if let Some((_, f)) = hook {
+            f(self);
+        }
         Ok(guard(&self.files)
             .get(&(kind, name.to_string()))
             .map(|d| Blob::shared(d.clone())))
