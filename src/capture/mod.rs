@@ -440,7 +440,7 @@ impl Staged<'_> {
         // The writer (and its shared lock) lives until the snapshot is
         // committed: a gc must not run between the index and the snapshot.
         let report = commit(store, &opts, parent, scan, started)?;
-        drop(writer);
+        writer.close();
         progress.finish();
         Ok(report)
     }

@@ -75,8 +75,8 @@ pub fn check(store: &Store, opts: &CheckOptions, progress: &dyn Progress) -> Res
     if opts.read_data {
         // Index entries by pack, once: verifying a pack then looks only at
         // its own entries.
-        let mut by_pack: Vec<Vec<&IndexEntry>> = vec![Vec::new(); index.packs().len()];
-        for e in index.entries() {
+        let mut by_pack: Vec<Vec<IndexEntry>> = vec![Vec::new(); index.packs().len()];
+        for (_, e) in index.iter() {
             by_pack[e.pack as usize].push(e);
         }
         progress.start("reading packs", index.packs().len() as u64);
@@ -159,7 +159,7 @@ fn check_file(
     let mut total = Some(0u64);
     for c in ids {
         let first = seen.insert(*c);
-        let copies = index.copies(c);
+        let copies: Vec<IndexEntry> = index.copies(c).collect();
         let Some(e) = copies.iter().find(|e| e.kind == ObjectKind::Chunk) else {
             total = None;
             if first {
@@ -186,7 +186,7 @@ fn check_file(
 
 /// Reads a whole pack: its id, framing, every object it holds, and that
 /// each index entry naming it (`listed`) matches its table.
-fn verify_pack(store: &Store, id: &ObjectId, listed: &[&IndexEntry]) -> Vec<String> {
+fn verify_pack(store: &Store, id: &ObjectId, listed: &[IndexEntry]) -> Vec<String> {
     let path = store.describe(FileKind::Pack, &id.to_hex());
     let data = match store.read_pack(id) {
         Ok(d) => d,

@@ -3,7 +3,8 @@
 //!
 //! Owns: `backend` (the storage seam: `local` directory, `memory` twin),
 //! `lock` (the store-wide reader/writer lock), `index` (where objects
-//! live), `read` (verified object reads), `writer` and `pack_writer` (the
+//! live, read in place), `consolidate` (merging small index files),
+//! `read` (verified object reads), `writer` and `pack_writer` (the
 //! writing session), `cleanup` (temp files of crashed writers), `scratch`
 //! (private local dirs for staging).
 //!
@@ -18,6 +19,7 @@
 
 pub mod backend;
 pub mod cleanup;
+pub mod consolidate;
 pub mod index;
 pub mod lock;
 pub mod pack_writer;

@@ -69,9 +69,8 @@ impl Store {
     /// the store holds several copies, the first that verifies is used.
     pub fn read_object(&self, id: &ObjectId, kind: ObjectKind) -> Result<Vec<u8>> {
         let idx = self.index()?;
-        let copies = idx.copies(id);
         let mut first_err = None;
-        for e in copies {
+        for e in idx.copies(id) {
             let res = if e.kind != kind {
                 Err(Error::BadObject {
                     id: *id,
@@ -79,7 +78,7 @@ impl Store {
                     detail: format!("is a {}, expected a {}", e.kind.name(), kind.name()),
                 })
             } else {
-                self.read_copy(e, &idx)
+                self.read_copy(&e, &idx)
             };
             match res {
                 Ok(data) => return Ok(data),

@@ -51,8 +51,10 @@ pub struct ObjectWriter<'a> {
     /// Set by the first write error; `first_error` says what it was.
     failed: AtomicBool,
     first_error: Mutex<Option<(std::path::PathBuf, std::io::Error)>>,
-    /// `finish` published an index: nothing is left to clean up.
+    /// `finish` ran: nothing is left to clean up.
     done: bool,
+    /// `finish` published an index file.
+    published_index: bool,
     /// Dry sessions hash but write nothing; they keep new trees in memory.
     dry: bool,
     /// zstd level for new objects (the store's default unless overridden).
@@ -79,6 +81,7 @@ impl<'a> ObjectWriter<'a> {
             failed: AtomicBool::new(false),
             first_error: Mutex::new(None),
             done: false,
+            published_index: false,
             dry,
             level: store.config.zstd_level,
             mem_trees: Mutex::new(HashMap::new()),
@@ -230,10 +233,25 @@ impl<'a> ObjectWriter<'a> {
             crate::util::failpoint("after-packs");
             self.store.write_index(&IndexFile::from_packs(&finished))?;
             self.store.invalidate_index();
+            self.published_index = true;
         }
         drop(finished);
         self.done = true;
         Ok(published)
+    }
+
+    /// Ends a session that published: while it still holds the shared
+    /// lock, merges small index files (`store::consolidate`) so lookups
+    /// stay fast however many sessions wrote. A failure there costs only
+    /// speed (what was published stands), so it is not an error.
+    pub fn close(self) {
+        if self.done
+            && !self.dry
+            && self.published_index
+            && crate::store::consolidate::consolidate(self.store).is_ok_and(|n| n > 0)
+        {
+            self.store.invalidate_index();
+        }
     }
 
     /// Drops the session after an error (what dropping it does anyway).

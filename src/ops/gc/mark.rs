@@ -1,5 +1,7 @@
 //! gc's mark phase: one bit per index entry (per copy of an object), set
-//! for the copy gc keeps of every object a kept snapshot reaches.
+//! for the copy gc keeps of every object a kept snapshot reaches. A copy
+//! two index files list (same pack and offset) is one copy: its second
+//! entry stays unmarked and drops out of gc's new index.
 //!
 //! Invariants: an object with one copy keeps it (a rewrite verifies it
 //! later). Of an object with several copies (two writers stored it), the
@@ -74,7 +76,7 @@ impl Marks {
         kind: ObjectKind,
         s: &SnapshotRecord,
     ) -> Result<bool> {
-        let copies = index.positions(id);
+        let copies = index.copies_at(id);
         if copies.is_empty() {
             return Err(Error::MissingObject {
                 id: *id,
@@ -84,22 +86,21 @@ impl Marks {
                 ),
             });
         }
-        if copies.clone().any(|i| is_set(&self.live, i)) {
+        if copies.iter().any(|(i, _)| is_set(&self.live, *i)) {
             return Ok(false);
         }
-        if copies.len() == 1 {
-            set(&mut self.live, copies.start);
+        if let [(i, _)] = copies[..] {
+            set(&mut self.live, i);
             return Ok(true);
         }
-        let good = copies.clone().find(|&i| {
-            let e = &index.entries()[i];
-            e.kind == kind && store.read_copy(e, index).is_ok()
-        });
+        let good = copies
+            .iter()
+            .find(|(_, e)| e.kind == kind && store.read_copy(e, index).is_ok());
         match good {
-            Some(i) => set(&mut self.live, i),
+            Some((i, _)) => set(&mut self.live, *i),
             None => {
-                for i in copies.clone() {
-                    set(&mut self.live, i);
+                for (i, _) in &copies {
+                    set(&mut self.live, *i);
                 }
                 self.problems.push(format!(
                     "{} {id}: no copy verifies ({} copies); gc kept them all; run `moat check --read-data`",

@@ -58,7 +58,7 @@ pub struct SweepPlan {
 pub fn plan(store: &Store, index: &Index, live: &[u64]) -> Result<SweepPlan> {
     let n = index.packs().len();
     let (mut live_bytes, mut live_count, mut total) = (vec![0u64; n], vec![0u64; n], vec![0u64; n]);
-    for (i, e) in index.entries().iter().enumerate() {
+    for (i, e) in index.iter() {
         total[e.pack as usize] += 1;
         if is_set(live, i) {
             live_bytes[e.pack as usize] += e.stored_len as u64;
@@ -85,15 +85,15 @@ pub fn plan(store: &Store, index: &Index, live: &[u64]) -> Result<SweepPlan> {
         plan.unindexed.push(id);
     }
     let mut listers = vec![0u32; n];
-    for packs in &index.file_packs {
-        for &p in packs {
+    for f in 0..index.file_count() {
+        for &p in index.file_packs(f) {
             listers[p as usize] += 1;
         }
     }
-    plan.dead_files = (0..index.files.len())
+    plan.dead_files = (0..index.file_count())
         .filter(|&f| {
-            let packs = &index.file_packs[f];
-            packs
+            index
+                .file_packs(f)
                 .iter()
                 .all(|p| plan.delete.contains(p) && listers[*p as usize] == 1)
         })
@@ -121,8 +121,8 @@ pub fn sweep(
     }
     let mut gone: HashSet<u32> = HashSet::new();
     for &f in &plan.dead_files {
-        store.delete_index_files(&[index.files[f]])?;
-        for &p in &index.file_packs[f] {
+        store.delete_index_files(&[index.file_id(f)])?;
+        for &p in index.file_packs(f) {
             deleted.pack(store.delete_pack(&index.pack_id(p))?);
             gone.insert(p);
         }
@@ -167,9 +167,9 @@ fn rewrite_and_delete(
     progress: &dyn Progress,
 ) -> Result<()> {
     report.freed = plan.freed_dead;
-    let mut old_files: Vec<ObjectId> = (0..index.files.len())
+    let mut old_files: Vec<ObjectId> = (0..index.file_count())
         .filter(|f| !plan.dead_files.contains(f))
-        .map(|f| index.files[f])
+        .map(|f| index.file_id(f))
         .collect();
     let mut delete: Vec<u32> = plan
         .delete
@@ -178,7 +178,9 @@ fn rewrite_and_delete(
         .filter(|p| !gone.contains(p))
         .collect();
     delete.sort_unstable();
-    let dead_entries = (0..index.len()).any(|i| !is_set(live, i) && !gone.contains(&index.entries()[i].pack));
+    let dead_entries = index
+        .iter()
+        .any(|(i, e)| !is_set(live, i) && !gone.contains(&e.pack));
     if delete.is_empty() && plan.repack.is_empty() && !dead_entries && old_files.len() <= 1 {
         return Ok(());
     }
@@ -271,8 +273,8 @@ fn rewrite(
     problems: &mut Vec<String>,
     progress: &dyn Progress,
 ) -> Result<(Vec<FinishedPack>, HashSet<u32>)> {
-    let mut members: HashMap<u32, Vec<&IndexEntry>> = HashMap::new();
-    for (i, e) in index.entries().iter().enumerate() {
+    let mut members: HashMap<u32, Vec<IndexEntry>> = HashMap::new();
+    for (i, e) in index.iter() {
         if packs.contains(&e.pack) && is_set(live, i) {
             members.entry(e.pack).or_default().push(e);
         }
@@ -291,7 +293,7 @@ fn rewrite(
                     .read_stored(&pack_id, e)?
                     .and_then(|stored| store.decode_object(&e.to_pack_entry(), &stored).map(|_| stored));
                 match checked {
-                    Ok(stored) => objects.push((*e, stored)),
+                    Ok(stored) => objects.push((e, stored)),
                     Err(detail) => {
                         problems.push(format!(
                             "{}; pack {pack_id} was not rewritten",
@@ -352,7 +354,7 @@ fn publish_index(
     let mut renumber: HashMap<u32, u32> = HashMap::new();
     let mut packs = Vec::new();
     let mut entries = Vec::new();
-    for (i, e) in index.entries().iter().enumerate() {
+    for (i, e) in index.iter() {
         if !is_set(live, i) || exclude.contains(&e.pack) {
             continue;
         }
@@ -360,7 +362,7 @@ fn publish_index(
             packs.push(index.pack_id(e.pack));
             packs.len() as u32 - 1
         });
-        entries.push(IndexEntry { pack: n, ..e.clone() });
+        entries.push(IndexEntry { pack: n, ..e });
     }
     let fresh = IndexFile::from_packs(new_packs);
     let base = packs.len() as u32;
