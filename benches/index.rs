@@ -12,7 +12,8 @@
 //! cannot read a newer index format). Everything lives on /dev/shm, so
 //! the disk is not measured. Timed ops alternate between the binaries
 //! (A B A B), MOAT_BENCH_ROUNDS (default 3) rounds; medians are shown.
-//! Peak RSS is the child's `ru_maxrss` (wait4).
+//! Peak RSS is the child's `ru_maxrss`, CPU time its user + system time
+//! (wait4): on a shared machine CPU time is the steadier figure.
 //!
 //! `MOAT_BENCH_BASE=/path/to/old/moat cargo bench --bench index`; without
 //! MOAT_BENCH_BASE only this build is measured.
@@ -25,14 +26,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use common::{env_usize, human, median, table};
+use common::{env_usize, human, last_line, median, table};
 use rayon::prelude::*;
 
 const MOAT: &str = env!("CARGO_BIN_EXE_moat");
 
-/// A run's wall time (s) and peak RSS (bytes).
+/// A run's wall time and CPU time (user + system, s) and peak RSS (bytes).
+/// CPU time is the steadier figure on a shared machine.
 struct Cost {
     secs: f64,
+    cpu: f64,
     rss: u64,
 }
 
@@ -63,8 +66,10 @@ fn measure(cmd: &mut Command) -> Cost {
         }
         panic!("{cmd:?} failed ({status}): {err}");
     }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Cost {
         secs,
+        cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
         rss: usage.ru_maxrss as u64 * 1024,
     }
 }
@@ -75,22 +80,6 @@ fn moat(bin: &str, store: &Path, args: &[&str]) -> Command {
     c.env_remove("MOAT_STORE")
         .env("MOAT_HOME", store.with_extension("home"));
     c
-}
-
-/// The id a command printed last.
-fn output_id(mut cmd: Command) -> String {
-    let out = cmd.output().expect("run");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .trim()
-        .to_string()
 }
 
 /// `n` files in 1000 directories, each a few dozen distinct bytes.
@@ -168,7 +157,7 @@ fn main() {
     for s in 0..sessions {
         fs::write(small.join(format!("s{}.txt", s % 50)), format!("edit {s}\n")).expect("write");
         for b in &mut bins {
-            let id = output_id(moat(
+            let id = last_line(moat(
                 &b.path,
                 &b.store,
                 &["snapshot", small.to_str().expect("utf8")],
@@ -214,33 +203,36 @@ fn main() {
                 costs[k].push(measure(&mut op(b, &big, &target)));
             }
         }
-        let secs: Vec<f64> = costs
-            .iter()
-            .map(|c| median(&c.iter().map(|c| c.secs).collect::<Vec<_>>()))
-            .collect();
-        let rss: Vec<f64> = costs
-            .iter()
-            .map(|c| median(&c.iter().map(|c| c.rss as f64).collect::<Vec<_>>()))
-            .collect();
+        let med = |f: fn(&Cost) -> f64| -> Vec<f64> {
+            costs
+                .iter()
+                .map(|c| median(&c.iter().map(f).collect::<Vec<_>>()))
+                .collect()
+        };
+        let (secs, cpu, rss) = (med(|c| c.secs), med(|c| c.cpu), med(|c| c.rss as f64));
         let mut row = vec![name.to_string()];
         for k in 0..bins.len() {
             row.push(format!("{:.3} s", secs[k]));
+            row.push(format!("{:.3} s", cpu[k]));
             row.push(human(rss[k] as u64));
         }
         if bins.len() == 2 {
-            row.push(format!("{:.2}", secs[1] / secs[0]));
-            row.push(format!("{:.2}", rss[1] / rss[0]));
+            for v in [&secs, &cpu, &rss] {
+                row.push(format!("{:.2}", v[1] / v[0]));
+            }
         }
         rows.push(row);
     }
     let mut header = vec!["operation".to_string()];
     for b in &bins {
-        header.push(format!("{} time", b.name));
+        header.push(format!("{} wall", b.name));
+        header.push(format!("{} cpu", b.name));
         header.push(format!("{} peak RSS", b.name));
     }
     if bins.len() == 2 {
-        header.push("time ratio".into());
-        header.push("RSS ratio".into());
+        for r in ["wall", "cpu", "RSS"] {
+            header.push(format!("{r} ratio"));
+        }
     }
     let header: Vec<&str> = header.iter().map(|s| s.as_str()).collect();
     table(

@@ -2,6 +2,8 @@
 //! only discovers `benches/*.rs` and `benches/*/main.rs`).
 #![allow(dead_code)]
 
+pub mod workspace;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -244,16 +246,18 @@ pub fn source_text(max_bytes: usize) -> (Vec<u8>, String) {
 /// Runs `moat --store STORE --quiet ARGS...`, panicking with its stderr on
 /// failure; returns the last line of its stdout (an id, for `snapshot`).
 pub fn moat(store: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_moat"))
-        .arg("--store")
-        .arg(store)
-        .arg("--quiet")
-        .args(args)
-        .output()
-        .expect("run moat");
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_moat"));
+    c.arg("--store").arg(store).arg("--quiet").args(args);
+    last_line(c)
+}
+
+/// Runs `cmd`, panicking with its stderr on failure; returns the last
+/// line of its stdout.
+pub fn last_line(mut cmd: std::process::Command) -> String {
+    let out = cmd.output().expect("run");
     assert!(
         out.status.success(),
-        "moat {args:?}: {}",
+        "{cmd:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout)

@@ -207,7 +207,8 @@ impl Store {
 
     /// The watch token beside workspace `ws`'s stat cache, if any.
     pub fn read_watch_token(&self, ws: &Path) -> Result<Option<Blob>> {
-        self.backend.read(FileKind::WatchToken, &layout::stat_cache_name(ws))
+        self.backend
+            .read(FileKind::WatchToken, &layout::stat_cache_name(ws))
     }
 
     /// Replaces the watch token of workspace `ws` (not fsynced: a cache).
