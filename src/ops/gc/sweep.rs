@@ -251,7 +251,7 @@ fn replace_files(store: &Store, old: &[ObjectId], new: ObjectId) -> Result<()> {
 
 /// Bytes of an index file listing everything `index` lists.
 fn index_size(index: &Index) -> u64 {
-    (12 + 4 + 4 + 32) + 32 * index.packs().len() as u64 + 50 * index.len() as u64
+    crate::format::index::encoded_len(index.packs().len(), index.len())
 }
 
 /// Packs this gc wrote and will not publish: no index lists them, and gc
@@ -373,7 +373,10 @@ fn publish_index(
     }));
     entries.sort_by_key(|e| e.id);
     let file = IndexFile { packs, entries };
-    let needed = room(32 * file.packs.len() as u64 + 50 * file.entries.len() as u64 + 52);
+    let needed = room(crate::format::index::encoded_len(
+        file.packs.len(),
+        file.entries.len(),
+    ));
     if let Some(free) = store.free_space().filter(|f| *f < needed) {
         return Err(Error::NoSpace {
             path: store.location().to_path_buf(),
