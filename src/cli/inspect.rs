@@ -224,41 +224,46 @@ pub fn ls(ctx: &Ctx, a: LsArgs) -> moat::Result<i32> {
     let store = ctx.open()?;
     let r = resolve::snapshot(&store, &a.id, cwd_workspace().as_deref())?;
     let path = a.path.unwrap_or_default();
-    let items = moat::ops::inspect::list(&store, &r.snap.root, path.as_bytes())?;
+    // Each entry is printed as the walk reaches it: a listing is never
+    // collected (a JSON array then has one element per line).
     if a.json {
-        let v: Vec<Value> = items
-            .iter()
-            .map(|l| {
-                json!({
-                    "path": String::from_utf8_lossy(&l.path),
-                    "kind": l.entry.kind_name(),
-                    "mode": l.entry.mode,
-                    "size": l.entry.size,
-                    "mtime_ns": l.entry.mtime_ns,
-                    "target": match &l.entry.content {
-                        Content::Symlink(t) => Some(String::from_utf8_lossy(t).into_owned()),
-                        _ => None,
-                    },
-                })
-            })
-            .collect();
-        outln!("{}", Value::Array(v));
-        return Ok(0);
+        outln!("[");
     }
-    for l in items {
+    let mut first = true;
+    moat::ops::inspect::list(&store, &r.snap.root, path.as_bytes(), |l| {
         let e = &l.entry;
-        let name = out::quote(&l.path);
-        let suffix = match &e.content {
-            Content::Symlink(t) => format!(" -> {}", out::quote(t)),
-            Content::Dir(_) => "/".into(),
-            Content::File(_) => String::new(),
-        };
-        outln!(
-            "{} {:>10}  {}  {name}{suffix}",
-            fmt::mode(e.kind_name(), e.mode),
-            e.size,
-            fmt::time(e.mtime_ns)
-        );
+        if a.json {
+            let v = json!({
+                "path": String::from_utf8_lossy(&l.path),
+                "kind": e.kind_name(),
+                "mode": e.mode,
+                "size": e.size,
+                "mtime_ns": e.mtime_ns,
+                "target": match &e.content {
+                    Content::Symlink(t) => Some(String::from_utf8_lossy(t).into_owned()),
+                    _ => None,
+                },
+            });
+            outln!("{}{v}", if first { "" } else { "," });
+        } else {
+            let name = out::quote(&l.path);
+            let suffix = match &e.content {
+                Content::Symlink(t) => format!(" -> {}", out::quote(t)),
+                Content::Dir(_) => "/".into(),
+                Content::File(_) => String::new(),
+            };
+            outln!(
+                "{} {:>10}  {}  {name}{suffix}",
+                fmt::mode(e.kind_name(), e.mode),
+                e.size,
+                fmt::time(e.mtime_ns)
+            );
+        }
+        first = false;
+        Ok(())
+    })?;
+    if a.json {
+        outln!("]");
     }
     Ok(0)
 }

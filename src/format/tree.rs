@@ -4,9 +4,15 @@
 //! entries strictly sorted by raw name bytes. The tree id is the blake3 of
 //! the whole encoding, so an unchanged directory keeps its id.
 //!
-//! Invariant: `decode` refuses any name that could leave the directory it
-//! is restored into (empty, `.`, `..`, containing `/` or NUL) and any
-//! unsorted or duplicate name, so restore can join names onto a path safely.
+//! Invariants: `decode` refuses any name that could leave the directory it
+//! is restored into (empty, `.`, `..`, containing `/` or NUL), any name
+//! capture never stores (`reserved`: `.git`, moat's temp names), any
+//! unsorted or duplicate name, and sizes or counts no capture can produce
+//! (the limits below), so restore can join names onto a path safely and no
+//! reader allocates more than a real tree needs. The walkers over trees
+//! (restore, ls, diff, rollback, check) charge a `Budget` per tree they
+//! load, which bounds a walk's depth, entries and bytes even when a hostile
+//! store names one subtree many times.
 
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +26,22 @@ pub const VERSION: u8 = 1;
 /// claiming more before decompressing anything, so a hostile store cannot
 /// make a reader allocate more than this per tree.
 pub const MAX_TREE_BYTES: u32 = 64 << 20;
+/// Deepest nesting of a tree walk, in path components: `PATH_MAX` (4096
+/// bytes) holds at most 2,048 components, so no real path is deeper.
+pub const MAX_DEPTH: usize = 2048;
+/// Most entries in one tree (one directory).
+pub const MAX_ENTRIES: usize = 1 << 20;
+/// Most entries one snapshot's walk may meet, counting a subtree again each
+/// time a tree names it.
+pub const MAX_SNAPSHOT_ENTRIES: u64 = 1 << 21;
+/// Most tree bytes one snapshot's walk may load, counted the same way.
+pub const MAX_SNAPSHOT_TREE_BYTES: u64 = 512 << 20;
+/// fastcdc's largest chunk: no store cuts a chunk larger than this.
+pub const MAX_CHUNK: u64 = 16 << 20;
+/// Prefix of moat's temp names in a workspace (rollback's temp siblings,
+/// the holding dir of clones, clock probes); capture never stores such a
+/// name.
+pub const TEMP_PREFIX: &[u8] = crate::util::WORKSPACE_TEMP_PREFIX;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Content {
@@ -56,6 +78,20 @@ pub struct Tree {
     pub entries: Vec<Entry>,
 }
 
+/// Why capture never stores `name`, or `None` when it does: `.git` (in any
+/// letter case, which is the same directory on case-insensitive
+/// filesystems) and moat's own temp names. The walk skips exactly these,
+/// and every tree reader refuses them.
+pub fn reserved(name: &[u8]) -> Option<&'static str> {
+    if name.eq_ignore_ascii_case(b".git") {
+        Some("capture never stores .git")
+    } else if name.starts_with(TEMP_PREFIX) {
+        Some("moat's own temp name, never captured")
+    } else {
+        None
+    }
+}
+
 /// Why a name cannot be a tree entry, or `None` when it can.
 pub fn bad_name(name: &[u8]) -> Option<&'static str> {
     match name {
@@ -63,7 +99,65 @@ pub fn bad_name(name: &[u8]) -> Option<&'static str> {
         b"." | b".." => Some("name is . or .."),
         n if n.contains(&b'/') => Some("name contains /"),
         n if n.contains(&0) => Some("name contains NUL"),
-        _ => None,
+        n => reserved(n),
+    }
+}
+
+/// Why an entry's size cannot be real for its content, or `None`.
+fn bad_size(e: &Entry) -> Option<String> {
+    match &e.content {
+        Content::File(chunks) => {
+            let n = chunks.len() as u64;
+            // Every chunk holds at least one byte and at most MAX_CHUNK.
+            (e.size < n || e.size > n.saturating_mul(MAX_CHUNK))
+                .then(|| format!("size {} cannot be held by its {n} chunks", e.size))
+        }
+        Content::Symlink(t) => (e.size != t.len() as u64)
+            .then(|| format!("size {} differs from its target's length {}", e.size, t.len())),
+        Content::Dir(_) => (e.size != 0).then(|| format!("directory with size {}", e.size)),
+    }
+}
+
+/// What one walk over a snapshot's trees may still load (see the limits).
+#[derive(Clone, Debug)]
+pub struct Budget {
+    entries: u64,
+    bytes: u64,
+}
+
+impl Budget {
+    /// The budget of one walk over `trees` snapshots (a diff walks two).
+    pub fn for_snapshots(trees: u64) -> Self {
+        Budget {
+            entries: MAX_SNAPSHOT_ENTRIES.saturating_mul(trees),
+            bytes: MAX_SNAPSHOT_TREE_BYTES.saturating_mul(trees),
+        }
+    }
+
+    /// Charges one tree of `bytes` encoded bytes and `entries` entries whose
+    /// entries sit `depth` components below the root; the error says which
+    /// limit a walk that goes on would break.
+    pub fn charge(&mut self, bytes: usize, entries: usize, depth: usize) -> Result<(), String> {
+        if depth > MAX_DEPTH && entries > 0 {
+            return Err(format!(
+                "trees nested deeper than {MAX_DEPTH} directories (no real path is deeper)"
+            ));
+        }
+        match (
+            self.entries.checked_sub(entries as u64),
+            self.bytes.checked_sub(bytes as u64),
+        ) {
+            (Some(e), Some(b)) => {
+                (self.entries, self.bytes) = (e, b);
+                Ok(())
+            }
+            (None, _) => Err(format!(
+                "the snapshot's trees hold more than {MAX_SNAPSHOT_ENTRIES} entries (the limit)"
+            )),
+            (_, None) => Err(format!(
+                "the snapshot's trees hold more than {MAX_SNAPSHOT_TREE_BYTES} bytes (the limit)"
+            )),
+        }
     }
 }
 
@@ -86,6 +180,12 @@ impl Tree {
     }
 
     pub fn decode(data: &[u8]) -> Result<Tree, String> {
+        if data.len() > MAX_TREE_BYTES as usize {
+            return Err(format!(
+                "{} bytes is more than the {MAX_TREE_BYTES} a tree may hold",
+                data.len()
+            ));
+        }
         let (&v, body) = data.split_first().ok_or("empty tree object")?;
         if v != VERSION {
             return Err(format!(
@@ -97,8 +197,17 @@ impl Tree {
         if !rest.is_empty() {
             return Err(format!("{} trailing bytes after the tree", rest.len()));
         }
+        if entries.len() > MAX_ENTRIES {
+            return Err(format!(
+                "{} entries is more than the {MAX_ENTRIES} a tree may hold",
+                entries.len()
+            ));
+        }
         for (i, e) in entries.iter().enumerate() {
             if let Some(why) = bad_name(&e.name) {
+                return Err(format!("entry {:?}: {why}", String::from_utf8_lossy(&e.name)));
+            }
+            if let Some(why) = bad_size(e) {
                 return Err(format!("entry {:?}: {why}", String::from_utf8_lossy(&e.name)));
             }
             if i > 0 && entries[i - 1].name >= e.name {
@@ -137,12 +246,18 @@ impl Tree {
 mod tests {
     use super::*;
 
+    /// An entry whose size fits its content.
     fn entry(name: &[u8], content: Content) -> Entry {
+        let size = match &content {
+            Content::File(c) => c.len() as u64,
+            Content::Symlink(t) => t.len() as u64,
+            Content::Dir(_) => 0,
+        };
         Entry {
             name: name.to_vec(),
             mode: 0o644,
             mtime_ns: 1,
-            size: 0,
+            size,
             content,
         }
     }
@@ -183,5 +298,71 @@ mod tests {
         assert!(Tree::decode(&[1, 1, 1, 8, 0, 0x8f, 0, 0, 0, 0]).is_err());
         assert!(Tree::decode(&[1, 1, 1, 8, 0, 15, 0, 0, 0]).is_ok());
         assert!(Tree::decode(&[]).is_err());
+    }
+
+    #[test]
+    fn reserved_names_refused() {
+        for name in [
+            &b".git"[..],
+            b".GIT",
+            b".Git",
+            b".moat-tmp-x",
+            b".moat-tmp-clones",
+        ] {
+            assert!(reserved(name).is_some(), "{name:?}");
+            let t = Tree {
+                entries: vec![entry(name, Content::Dir(ObjectId::hash(b"t")))],
+            };
+            let err = Tree::decode(&t.encode()).unwrap_err();
+            assert!(err.contains(&*String::from_utf8_lossy(name)), "{err}");
+        }
+        for name in [&b".gitignore"[..], b"git", b".git2", b".moat-tmp"] {
+            assert!(reserved(name).is_none(), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn impossible_sizes_refused() {
+        let c = ObjectId::hash(b"c");
+        let mut cases = vec![
+            entry(b"f", Content::File(vec![c])),
+            entry(b"l", Content::Symlink(b"abc".to_vec())),
+            entry(b"d", Content::Dir(c)),
+        ];
+        cases[0].size = MAX_CHUNK + 1;
+        cases[1].size = 2;
+        cases[2].size = 1;
+        for e in cases {
+            let mut t = Tree { entries: vec![e] };
+            assert!(Tree::decode(&t.encode()).is_err(), "{t:?}");
+            t.entries[0].size = match &t.entries[0].content {
+                Content::File(_) => 5,
+                Content::Symlink(x) => x.len() as u64,
+                Content::Dir(_) => 0,
+            };
+            assert!(Tree::decode(&t.encode()).is_ok(), "{t:?}");
+        }
+        let mut empty = entry(b"e", Content::File(vec![]));
+        empty.size = 1;
+        assert!(Tree::decode(&Tree { entries: vec![empty] }.encode()).is_err());
+    }
+
+    #[test]
+    fn budget_bounds_depth_entries_and_bytes() {
+        let mut b = Budget::for_snapshots(1);
+        assert!(b.charge(10, 10, MAX_DEPTH).is_ok());
+        assert!(
+            b.charge(10, 10, MAX_DEPTH + 1)
+                .unwrap_err()
+                .contains("deeper than")
+        );
+        assert!(
+            b.charge(0, MAX_SNAPSHOT_ENTRIES as usize, 1)
+                .unwrap_err()
+                .contains("more than")
+        );
+        let mut b = Budget::for_snapshots(1);
+        assert!(b.charge(MAX_SNAPSHOT_TREE_BYTES as usize, 1, 1).is_ok());
+        assert!(b.charge(1, 0, 1).unwrap_err().contains("bytes"));
     }
 }

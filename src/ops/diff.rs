@@ -4,38 +4,21 @@
 //!
 //! Like git, changes are reported per file: a directory that appears or
 //! disappears is expanded into its files (an empty one is reported itself,
-//! with a trailing `/`). Mtime-only changes are not changes. Deleted and
-//! added files with identical non-empty content pair up as exact renames.
+//! with a trailing `/`). Mtime-only changes are not changes, but `walk`
+//! reports them apart for rollback, which must set them. Deleted and added
+//! files with identical non-empty content pair up as exact renames.
+//!
+//! Invariant: the walk is iterative and budgeted (`ops::trees`), so no
+//! tree, however deep or self-repeating, overflows the stack or makes it
+//! allocate beyond the limits of two snapshots.
 
 use std::collections::HashMap;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::format::id::ObjectId;
-use crate::format::tree::{Content, Entry, Tree};
-use crate::store::Store;
-
-/// Reads trees from the store, or from memory for trees of a live
-/// workspace that were never written.
-pub struct Trees<'a> {
-    pub store: &'a Store,
-    pub mem: HashMap<ObjectId, Vec<u8>>,
-}
-
-impl<'a> Trees<'a> {
-    pub fn new(store: &'a Store) -> Self {
-        Trees {
-            store,
-            mem: HashMap::new(),
-        }
-    }
-
-    pub fn tree(&self, id: &ObjectId) -> Result<Tree> {
-        match self.mem.get(id) {
-            Some(bytes) => Tree::decode(bytes).map_err(|detail| Error::BadTree { id: *id, detail }),
-            None => self.store.read_tree(id),
-        }
-    }
-}
+use crate::format::tree::{Budget, Content, Entry};
+pub use crate::ops::trees::Trees;
+use crate::ops::trees::join;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Status {
@@ -92,6 +75,22 @@ fn differs(a: &Entry, b: &Entry) -> bool {
         }
 }
 
+/// What a walk over two trees found.
+#[derive(Debug, Default)]
+pub struct Walked {
+    /// The changes, by path.
+    pub changes: Vec<Change>,
+    /// Files and symlinks equal on both sides but for their mtime, with
+    /// the new side's entry.
+    pub touched: Vec<(Vec<u8>, Entry)>,
+    /// Directories of the new side whose subtree or own mode or mtime
+    /// differ from the old side's, parents first, with their new entry.
+    pub dirs: Vec<(Vec<u8>, Entry)>,
+    /// Directories of the old side that are not directories on the new
+    /// side, parents first.
+    pub gone_dirs: Vec<Vec<u8>>,
+}
+
 /// Compares trees `old` and `new`. `paths` (components already split)
 /// restricts the walk to those paths and what is below them.
 /// `None` stands for an empty tree.
@@ -101,13 +100,28 @@ pub fn diff(
     new: Option<&ObjectId>,
     paths: &[Vec<u8>],
 ) -> Result<Vec<Change>> {
+    Ok(walk(trees, old, new, paths)?.changes)
+}
+
+/// `diff`, and what differs besides the changes (see `Walked`).
+pub fn walk(
+    trees: &Trees,
+    old: Option<&ObjectId>,
+    new: Option<&ObjectId>,
+    paths: &[Vec<u8>],
+) -> Result<Walked> {
     let _lock = trees.store.lock_shared()?;
     let filters: Vec<Vec<&[u8]>> = paths.iter().map(|p| crate::format::path::components(p)).collect();
-    let mut out = Vec::new();
-    walk(trees, old, new, b"", &filters, &mut out)?;
-    let mut out = pair_renames(out);
-    out.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(out)
+    let mut w = Walked::default();
+    // Each side is one snapshot's walk, with a budget of its own.
+    let mut budget = [Budget::for_snapshots(1), Budget::for_snapshots(1)];
+    if old != new {
+        let root = Frame::open(trees, old, new, (Vec::new(), 0), filters, None, &mut budget)?;
+        walk_frames(trees, root, &mut budget, &mut w)?;
+    }
+    w.changes = pair_renames(w.changes);
+    w.changes.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(w)
 }
 
 /// Whether `name` under the current filters is visited, and the filters
@@ -131,120 +145,181 @@ fn narrow<'f>(filters: &[Vec<&'f [u8]>], name: &[u8]) -> Option<Vec<Vec<&'f [u8]
     (!below.is_empty()).then_some(below)
 }
 
-fn join(prefix: &[u8], name: &[u8]) -> Vec<u8> {
-    if prefix.is_empty() {
-        name.to_vec()
-    } else {
-        [prefix, b"/", name].concat()
+/// What to report once a directory pair's contents have been compared.
+struct Close {
+    path: Vec<u8>,
+    /// How many changes there were before its contents were compared.
+    before: usize,
+    /// One side had no directory here.
+    one_sided: bool,
+    added: bool,
+    filtered: bool,
+    /// The new side's non-directory at this path, reported after.
+    new_leaf: Option<Entry>,
+}
+
+/// One directory pair being compared: the entries of each side still to
+/// visit.
+struct Frame<'f> {
+    prefix: Vec<u8>,
+    /// Components in `prefix`.
+    depth: usize,
+    filters: Vec<Vec<&'f [u8]>>,
+    old: std::iter::Peekable<std::vec::IntoIter<Entry>>,
+    new: std::iter::Peekable<std::vec::IntoIter<Entry>>,
+    close: Option<Close>,
+}
+
+impl<'f> Frame<'f> {
+    fn open(
+        trees: &Trees,
+        old: Option<&ObjectId>,
+        new: Option<&ObjectId>,
+        (prefix, depth): (Vec<u8>, usize),
+        filters: Vec<Vec<&'f [u8]>>,
+        close: Option<Close>,
+        budget: &mut [Budget; 2],
+    ) -> Result<Self> {
+        let load = |id: Option<&ObjectId>, b: &mut Budget| -> Result<Vec<Entry>> {
+            match id {
+                Some(i) => Ok(trees.load(i, &prefix, depth, b)?.entries),
+                None => Ok(Vec::new()),
+            }
+        };
+        let [bo, bn] = budget;
+        let (a, b) = (load(old, bo)?, load(new, bn)?);
+        Ok(Frame {
+            old: a.into_iter().peekable(),
+            new: b.into_iter().peekable(),
+            prefix,
+            depth,
+            filters,
+            close,
+        })
+    }
+
+    /// The next entry name with its entry on each side.
+    fn next_pair(&mut self) -> Option<(Option<Entry>, Option<Entry>)> {
+        let (x, y) = (&mut self.old, &mut self.new);
+        match (x.peek(), y.peek()) {
+            (None, None) => None,
+            (Some(o), Some(n)) if o.name == n.name => Some((x.next(), y.next())),
+            (Some(o), Some(n)) if o.name < n.name => Some((x.next(), None)),
+            (Some(_), None) => Some((x.next(), None)),
+            _ => Some((None, y.next())),
+        }
     }
 }
 
-fn walk(
-    trees: &Trees,
-    old: Option<&ObjectId>,
-    new: Option<&ObjectId>,
-    prefix: &[u8],
-    filters: &[Vec<&[u8]>],
-    out: &mut Vec<Change>,
-) -> Result<()> {
-    if old == new {
-        return Ok(());
+fn dir_id(e: &Option<Entry>) -> Option<ObjectId> {
+    match e.as_ref().map(|e| &e.content) {
+        Some(Content::Dir(id)) => Some(*id),
+        _ => None,
     }
-    let load = |id: Option<&ObjectId>| id.map(|i| trees.tree(i)).transpose();
-    let (a, b) = (load(old)?.unwrap_or_default(), load(new)?.unwrap_or_default());
-    let mut x = a.entries.into_iter().peekable();
-    let mut y = b.entries.into_iter().peekable();
-    loop {
-        let (eo, en) = match (x.peek(), y.peek()) {
-            (None, None) => break,
-            (Some(o), Some(n)) if o.name == n.name => (x.next(), y.next()),
-            (Some(o), Some(n)) if o.name < n.name => (x.next(), None),
-            (Some(_), None) => (x.next(), None),
-            _ => (None, y.next()),
+}
+
+fn change(status: Status, path: Vec<u8>, old: Option<Entry>, new: Option<Entry>) -> Change {
+    Change {
+        status,
+        path,
+        from: None,
+        old,
+        new,
+    }
+}
+
+fn walk_frames<'f>(trees: &Trees, root: Frame<'f>, budget: &mut [Budget; 2], w: &mut Walked) -> Result<()> {
+    let mut stack = vec![root];
+    while let Some(f) = stack.last_mut() {
+        let Some((eo, en)) = f.next_pair() else {
+            if let Some(c) = stack.pop().and_then(|f| f.close) {
+                close(c, &mut w.changes);
+            }
+            continue;
         };
         let name = eo
             .as_ref()
             .or(en.as_ref())
             .map(|e| e.name.clone())
             .unwrap_or_default();
-        let Some(sub) = narrow(filters, &name) else {
+        let Some(sub) = narrow(&f.filters, &name) else {
             continue;
         };
-        entry_pair(trees, eo, en, &join(prefix, &name), &sub, out)?;
+        let path = join(&f.prefix, &name);
+        let (od, nd) = (dir_id(&eo), dir_id(&en));
+        if od.is_none() && nd.is_none() {
+            leaf_pair(eo, en, path, w);
+            continue;
+        }
+        // A side that is not a directory is a single entry of its own.
+        let new_leaf = en.clone().filter(|_| nd.is_none());
+        if let Some(o) = eo.clone().filter(|_| od.is_none()) {
+            w.changes
+                .push(change(Status::Deleted, path.clone(), Some(o), None));
+        }
+        if od.is_some() && nd.is_none() {
+            w.gone_dirs.push(path.clone());
+        }
+        if let (Some(n), true) = (&en, nd.is_some()) {
+            let own_meta = eo
+                .as_ref()
+                .is_some_and(|o| o.mode != n.mode || o.mtime_ns != n.mtime_ns);
+            if od != nd || own_meta {
+                w.dirs.push((path.clone(), n.clone()));
+            }
+        }
+        if od == nd {
+            continue;
+        }
+        let c = Close {
+            path: path.clone(),
+            before: w.changes.len(),
+            one_sided: od.is_none() || nd.is_none(),
+            added: nd.is_some(),
+            filtered: !sub.is_empty(),
+            new_leaf,
+        };
+        let depth = f.depth + 1;
+        let frame = Frame::open(
+            trees,
+            od.as_ref(),
+            nd.as_ref(),
+            (path, depth),
+            sub,
+            Some(c),
+            budget,
+        )?;
+        stack.push(frame);
     }
     Ok(())
 }
 
-fn entry_pair(
-    trees: &Trees,
-    old: Option<Entry>,
-    new: Option<Entry>,
-    path: &[u8],
-    filters: &[Vec<&[u8]>],
-    out: &mut Vec<Change>,
-) -> Result<()> {
-    let dir_id = |e: &Option<Entry>| match e.as_ref().map(|e| &e.content) {
-        Some(Content::Dir(id)) => Some(*id),
-        _ => None,
-    };
-    let (od, nd) = (dir_id(&old), dir_id(&new));
-    if od.is_some() || nd.is_some() {
-        // A side that is not a directory is a single entry of its own.
-        let old_leaf = old.filter(|_| od.is_none());
-        let new_leaf = new.filter(|_| nd.is_none());
-        if let Some(o) = old_leaf {
-            out.push(Change {
-                status: Status::Deleted,
-                path: path.to_vec(),
-                from: None,
-                old: Some(o),
-                new: None,
-            });
-        }
-        let before = out.len();
-        walk(trees, od.as_ref(), nd.as_ref(), path, filters, out)?;
-        let empty_dir_change = out.len() == before && od != nd && filters.is_empty();
-        if empty_dir_change && (od.is_none() || nd.is_none()) {
-            let status = if nd.is_some() {
-                Status::Added
-            } else {
-                Status::Deleted
-            };
-            out.push(Change {
-                status,
-                path: [path, b"/"].concat(),
-                from: None,
-                old: None,
-                new: None,
-            });
-        }
-        if let Some(n) = new_leaf {
-            out.push(Change {
-                status: Status::Added,
-                path: path.to_vec(),
-                from: None,
-                old: None,
-                new: Some(n),
-            });
-        }
-        return Ok(());
+fn close(c: Close, out: &mut Vec<Change>) {
+    if out.len() == c.before && c.one_sided && !c.filtered {
+        let status = if c.added { Status::Added } else { Status::Deleted };
+        out.push(change(status, [&c.path[..], b"/"].concat(), None, None));
     }
+    if let Some(n) = c.new_leaf {
+        out.push(change(Status::Added, c.path, None, Some(n)));
+    }
+}
+
+/// Two non-directory entries (either may be missing) at `path`.
+fn leaf_pair(old: Option<Entry>, new: Option<Entry>, path: Vec<u8>, w: &mut Walked) {
     let status = match (&old, &new) {
         (Some(o), Some(n)) if !same_kind(o, n) => Status::TypeChanged,
         (Some(o), Some(n)) if differs(o, n) => Status::Modified,
-        (Some(_), Some(_)) => return Ok(()),
+        (Some(o), Some(n)) => {
+            if o.mtime_ns != n.mtime_ns {
+                w.touched.push((path, n.clone()));
+            }
+            return;
+        }
         (Some(_), None) => Status::Deleted,
         (None, Some(_)) => Status::Added,
-        (None, None) => return Ok(()),
+        (None, None) => return,
     };
-    out.push(Change {
-        status,
-        path: path.to_vec(),
-        from: None,
-        old,
-        new,
-    });
-    Ok(())
+    w.changes.push(change(status, path, old, new));
 }
 
 fn file_key(e: &Option<Entry>) -> Option<(u32, Vec<ObjectId>)> {

@@ -1,9 +1,13 @@
 //! `moat show` and `moat ls`: read-only views of a snapshot's trees.
+//!
+//! Invariant: listings stream (see `list`) and walk through `ops::trees`,
+//! so their memory and depth are bounded whatever the store holds.
 
 use crate::error::{Error, Result};
 use crate::format::id::ObjectId;
 use crate::format::path::components;
-use crate::format::tree::{Content, Entry};
+use crate::format::tree::{Budget, Content, Entry};
+use crate::ops::trees::{Trees, walk};
 use crate::store::Store;
 
 /// The entry at `path` below tree `root`; `None` for the root itself.
@@ -35,45 +39,31 @@ pub struct Listed {
     pub entry: Entry,
 }
 
-/// Lists everything below `path` (recursively), in path order.
-pub fn list(store: &Store, root: &ObjectId, path: &[u8]) -> Result<Vec<Listed>> {
+/// Lists everything below `path` (recursively), in path order, handing
+/// each entry to `each` as the walk reaches it (nothing is collected, so a
+/// listing costs the memory of one path through the trees).
+pub fn list(
+    store: &Store,
+    root: &ObjectId,
+    path: &[u8],
+    mut each: impl FnMut(Listed) -> Result<()>,
+) -> Result<()> {
     let _lock = store.lock_shared()?;
     let prefix: Vec<u8> = components(path).join(&b'/');
-    let mut out = Vec::new();
+    let trees = Trees::new(store);
+    let mut budget = Budget::for_snapshots(1);
+    let mut visit = |p: &[u8], entry: Entry| {
+        each(Listed {
+            path: p.to_vec(),
+            entry,
+        })?;
+        Ok(true)
+    };
     match lookup(store, root, path)? {
-        None => walk(store, root, &[], &mut out)?,
-        Some(e) => {
-            if let Content::Dir(id) = e.content {
-                walk(store, &id, &prefix, &mut out)?;
-            } else {
-                out.push(Listed {
-                    path: prefix,
-                    entry: e,
-                });
-            }
-        }
+        None => walk(&trees, root, &[], &mut budget, visit),
+        Some(e) => match e.content {
+            Content::Dir(id) => walk(&trees, &id, &prefix, &mut budget, visit),
+            _ => visit(&prefix, e).map(|_| ()),
+        },
     }
-    Ok(out)
-}
-
-fn walk(store: &Store, id: &ObjectId, prefix: &[u8], out: &mut Vec<Listed>) -> Result<()> {
-    for e in store.read_tree(id)?.entries {
-        let path = if prefix.is_empty() {
-            e.name.clone()
-        } else {
-            [prefix, b"/", &e.name].concat()
-        };
-        let sub = match &e.content {
-            Content::Dir(id) => Some(*id),
-            _ => None,
-        };
-        out.push(Listed {
-            path: path.clone(),
-            entry: e,
-        });
-        if let Some(sub) = sub {
-            walk(store, &sub, &path, out)?;
-        }
-    }
-    Ok(())
 }

@@ -12,4 +12,5 @@ pub mod patch;
 pub mod resolve;
 pub mod restore;
 pub mod rollback;
+pub mod trees;
 pub mod watch;

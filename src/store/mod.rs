@@ -140,14 +140,14 @@ impl Store {
         self.backend.describe(kind, name)
     }
 
-    /// moat's own directories (the local store, `$MOAT_HOME/runs`),
-    /// canonical, for walks and watchers to leave out when they sit inside
-    /// a workspace.
+    /// moat's own directories (the local store, `$MOAT_HOME`), canonical,
+    /// that are never captured, restored into or rolled back
+    /// (`worktree::protect` compares them by device and inode).
     pub fn own_dirs(&self) -> Vec<PathBuf> {
         let store = self.backend.local_root().map(|p| Ok(p.to_path_buf()));
         store
             .into_iter()
-            .chain([moat_home().map(|h| h.join("runs"))])
+            .chain([moat_home()])
             .flatten()
             .filter_map(|p| std::fs::canonicalize(p).ok())
             .collect()
