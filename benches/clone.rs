@@ -7,6 +7,11 @@
 //!    store everything first), against a run with no pre-run snapshot.
 //! 2. Restoring a tree whose contents the workspace already holds under
 //!    other names: clones vs decompressing, against `cp -r --reflink`.
+//! 3. What checking a clone costs: restore reads every cloned file back and
+//!    hashes it against the entry's chunk ids before renaming it into place
+//!    (a stat cache is only a hint); that verification against
+//!    decompressing the same content from the store, both in this process
+//!    with warm caches.
 //!
 //! Prints medians and ratios; `cargo bench --bench clone`. Needs root and
 //! xfsprogs for the loop mount; otherwise prints why and measures nothing.
@@ -14,6 +19,7 @@
 
 mod common;
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -217,7 +223,8 @@ fn restore_from_renamed(dir: &Path) {
         let p = ws.join(format!("m{:02}/f{i}", i % 50));
         std::fs::rename(&p, p.with_extension("moved")).unwrap();
     }
-    moat(&store, &["snapshot", ws.to_str().unwrap()]);
+    let moved = moat(&store, &["snapshot", ws.to_str().unwrap()]);
+    verify_cost(&store, &ws, &moved);
     let out = dir.join("out");
     let run = |extra: &[&str]| -> f64 {
         let mut t = Vec::new();
@@ -274,6 +281,73 @@ fn restore_from_renamed(dir: &Path) {
         &["", "time", "vs decompress"],
         &rows,
     );
+}
+
+/// Part 3: verifying held clones (read back, hashed per chunk) vs
+/// decompressing the same chunks, over every file of snapshot `id` of `ws`.
+fn verify_cost(store_dir: &Path, ws: &Path, id: &str) {
+    use moat::format::pack::ObjectKind;
+    use moat::format::tree::Content;
+    let store = moat::Store::open(store_dir).unwrap();
+    let snap = moat::ops::resolve::snapshot(&store, id, None).unwrap();
+    let mut files = Vec::new();
+    moat::ops::inspect::list(&store, &snap.snap.root, b"", |l| {
+        if let Content::File(c) = l.entry.content {
+            files.push((ws.join(std::ffi::OsStr::from_bytes(&l.path)), c, l.entry.size));
+        }
+        Ok(())
+    })
+    .unwrap();
+    let bytes: u64 = files.iter().map(|f| f.2).sum();
+    let verify = || {
+        for (p, c, _) in &files {
+            assert!(moat::worktree::reuse::holds(&store, p, c).unwrap());
+        }
+    };
+    let decompress = || {
+        for (_, c, _) in &files {
+            for id in c {
+                std::hint::black_box(store.read_object(id, ObjectKind::Chunk).unwrap());
+            }
+        }
+    };
+    // Warm the page cache and the store's maps, untimed, A B A B.
+    verify();
+    decompress();
+    let mut tv = Vec::new();
+    let mut td = Vec::new();
+    for _ in 0..REPS {
+        let s = Instant::now();
+        verify();
+        tv.push(s.elapsed().as_secs_f64());
+        let s = Instant::now();
+        decompress();
+        td.push(s.elapsed().as_secs_f64());
+    }
+    let (v, d) = (median(&tv), median(&td));
+    table(
+        &format!(
+            "checking held clones: {} files, {} (median of {REPS}, one thread, warm)",
+            files.len(),
+            human(bytes)
+        ),
+        &["", "time", "MB/s", "vs decompress"],
+        &[
+            vec![
+                "verify a clone (read back + blake3 per chunk)".into(),
+                format!("{:.3} s", v),
+                format!("{:.0}", common::mb_s(bytes as usize, v)),
+                format!("{:.2}", v / d),
+            ],
+            vec![
+                "decompress the same chunks from the store".into(),
+                format!("{:.3} s", d),
+                format!("{:.0}", common::mb_s(bytes as usize, d)),
+                "1.00".into(),
+            ],
+        ],
+    );
+    println!("ratio verification / decompression: {:.2}\n", v / d);
 }
 
 fn sync() {

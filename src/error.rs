@@ -121,6 +121,14 @@ pub enum Error {
     #[error("{0}")]
     GrowthGuard(String),
 
+    #[error("{path}: {detail}")]
+    OwnDir { path: PathBuf, detail: String },
+
+    #[error(
+        "rollback would destroy what no snapshot holds (nothing was changed): {paths}; pass --force to roll back anyway"
+    )]
+    Uncovered { paths: String },
+
     #[error("{path}: file kept changing while it was read ({tries} tries); not stored")]
     Unstable { path: PathBuf, tries: u32 },
 }

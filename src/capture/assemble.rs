@@ -19,7 +19,7 @@ use crate::format::id::ObjectId;
 use crate::format::pack::ObjectKind;
 use crate::format::snapshot::Stats;
 use crate::format::statcache::{self, FileStat, Payload, Record, Totals};
-use crate::format::tree::{Content, Entry, Tree};
+use crate::format::tree::{self, Content, Entry, Tree};
 use crate::store::writer::ObjectWriter;
 use crate::worktree::walk::{Node, NodeKind};
 
@@ -30,6 +30,8 @@ pub struct Built {
     pub records: Vec<Vec<u8>>,
     pub stats: Stats,
     pub warnings: Vec<String>,
+    /// Files that could not be read (the snapshot's `skipped`).
+    pub skipped: Vec<Vec<u8>>,
     /// The root's cached tree was kept: nothing the cache describes changed.
     pub root_reused: bool,
 }
@@ -102,6 +104,7 @@ pub fn assemble(
     } = c;
     let mut stats = Stats::default();
     let mut warnings = Vec::new();
+    let mut skipped = Vec::new();
     let mut info: FxHashMap<&[u8], Dir> = Default::default();
     info.insert(b"", Dir::default());
     let mut dirs: Vec<usize> = Vec::new();
@@ -126,6 +129,7 @@ pub fn assemble(
             (NodeKind::File, Some(FileResult::Skipped(w))) => {
                 stats.skipped += 1;
                 warnings.push(w.clone());
+                skipped.push(n.rel.clone());
                 info.entry(parent).or_default().clean = false;
                 continue;
             }
@@ -164,6 +168,19 @@ pub fn assemble(
     stats.dirs = root.totals.dirs;
     stats.symlinks = root.totals.symlinks;
     stats.bytes = root.totals.bytes;
+    // Every reader refuses a walk over more entries than this.
+    let entries = [stats.files, stats.dirs, stats.symlinks]
+        .iter()
+        .fold(0u64, |a, b| a.saturating_add(*b));
+    if entries > tree::MAX_SNAPSHOT_ENTRIES {
+        return Err(Error::Limit {
+            path: PathBuf::from("/"),
+            detail: format!(
+                "{entries} entries are more than the {} a snapshot may hold; exclude some (moat.yaml, --exclude)",
+                tree::MAX_SNAPSHOT_ENTRIES
+            ),
+        });
+    }
     let root_kept = kept(&root, root_prior, writer);
     if let Some(tree) = root_kept
         && !need_records
@@ -173,6 +190,7 @@ pub fn assemble(
             records: Vec::new(),
             stats,
             warnings,
+            skipped,
             root_reused: true,
         });
     }
@@ -276,6 +294,7 @@ pub fn assemble(
         records,
         stats,
         warnings,
+        skipped,
         root_reused: root_kept.is_some(),
     })
 }
@@ -313,17 +332,29 @@ fn kept(d: &Dir, prior: &Prior, writer: &ObjectWriter) -> Option<ObjectId> {
     }
 }
 
+/// Encodes and stores one directory's tree, refusing one that every reader
+/// would refuse (`format::tree` limits).
 fn write_tree(entries: Vec<Entry>, writer: &ObjectWriter, rel: &[u8]) -> Result<ObjectId> {
-    let mut tree = Tree { entries };
-    tree.sort();
-    let (id, bytes) = tree.id_and_bytes();
-    if bytes.len() > crate::format::tree::MAX_TREE_BYTES as usize {
+    if entries.len() > tree::MAX_ENTRIES {
+        return Err(Error::Limit {
+            path: PathBuf::from(String::from_utf8_lossy(rel).into_owned()),
+            detail: format!(
+                "{} entries in one directory are more than the {} a tree may hold; exclude some",
+                entries.len(),
+                tree::MAX_ENTRIES
+            ),
+        });
+    }
+    let mut t = Tree { entries };
+    t.sort();
+    let (id, bytes) = t.id_and_bytes();
+    if bytes.len() > tree::MAX_TREE_BYTES as usize {
         return Err(Error::Limit {
             path: PathBuf::from(String::from_utf8_lossy(rel).into_owned()),
             detail: format!(
                 "directory listing is {} bytes, over the {} bytes a tree may hold; split the directory",
                 bytes.len(),
-                crate::format::tree::MAX_TREE_BYTES
+                tree::MAX_TREE_BYTES
             ),
         });
     }

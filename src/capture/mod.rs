@@ -106,6 +106,8 @@ pub struct CaptureReport {
     pub staging: StagingReport,
     /// Why the workspace was walked rather than watched (`--verbose`).
     pub scan_note: Option<String>,
+    /// moat temp names the walk met (leftovers of a crashed rollback).
+    pub stale_temps: Vec<Vec<u8>>,
 }
 
 /// The result of walking a workspace and hashing what changed.
@@ -129,6 +131,15 @@ pub struct Scan {
     pub scan_note: Option<String>,
     /// The watch token of this scan, to save beside the new cache.
     pub next: Option<Since>,
+    /// Paths in the workspace the snapshot does not hold because they could
+    /// not be stored, sorted (the snapshot's `skipped`), as far as walked.
+    pub skipped: Vec<Vec<u8>>,
+    /// The directories a watched scan took from the cache without walking
+    /// them, and whether it walked nothing at all: what the parent
+    /// snapshot skipped there is still skipped.
+    pub unwalked: (Vec<Vec<u8>>, bool),
+    /// moat temp names the walk met (leftovers of a crashed rollback).
+    pub stale_temps: Vec<Vec<u8>>,
 }
 
 /// A scan between its phases: every workspace file it needs has been read
@@ -168,6 +179,7 @@ fn prepare(
     let cache_ns = crate::util::fs_clock_ns(ws);
     let mut wopts = walk_opts.clone();
     wopts.skip_dirs.extend(store.own_dirs());
+    crate::worktree::protect::Protected::from_paths(&wopts.skip_dirs).refuse_inside(ws, "workspace")?;
     progress.start("scanning", 0);
     let mut found = watched::scan(store, ws, &wopts, writer, watch)?;
     let mut warnings = std::mem::take(&mut found.warnings);
@@ -273,6 +285,7 @@ fn finish(store: &Store, mut p: Pending, writer: &ObjectWriter, progress: &dyn P
                 ..Stats::default()
             },
             warnings: Vec::new(),
+            skipped: Vec::new(),
             root_reused: true,
         },
         None => assemble::assemble(
@@ -292,10 +305,20 @@ fn finish(store: &Store, mut p: Pending, writer: &ObjectWriter, progress: &dyn P
         root,
         mut records,
         mut stats,
-        warnings: skipped,
+        warnings: unread,
+        skipped: unread_paths,
         root_reused,
     } = built;
-    p.warnings.extend(skipped);
+    p.warnings.extend(unread);
+    let mut skipped = std::mem::take(&mut f.skipped);
+    skipped.extend(unread_paths);
+    skipped.sort();
+    skipped.dedup();
+    stats.skipped = skipped.len() as u64;
+    let unwalked = (
+        f.pruned.iter().map(|(rel, _)| rel.clone()).collect(),
+        f.whole.is_some(),
+    );
     // The cache on disk already says all this scan would when every entry
     // matched it and it was built the same way.
     let cache_kept = f
@@ -322,6 +345,9 @@ fn finish(store: &Store, mut p: Pending, writer: &ObjectWriter, progress: &dyn P
         scan: f.scan,
         scan_note: f.note.take(),
         next: f.next,
+        skipped,
+        unwalked,
+        stale_temps: std::mem::take(&mut f.temps),
     })
 }
 
@@ -468,9 +494,14 @@ fn commit(
         scan,
         scan_note,
         next,
+        mut skipped,
+        unwalked,
+        stale_temps,
         ..
     } = scan;
     stats.duration_ns = started.elapsed().as_nanos() as u64;
+    carry_skipped(&mut skipped, parent.as_ref().map(|p| &p.1), &unwalked);
+    stats.skipped = skipped.len() as u64;
     let snap = Snapshot {
         root,
         parent: parent.as_ref().map(|p| p.0),
@@ -484,7 +515,7 @@ fn commit(
         git: crate::worktree::git::head(&ws),
         run_id: opts.run_id.clone(),
         stats,
-        skipped: Vec::new(),
+        skipped: skipped.into_iter().map(serde_bytes::ByteBuf::from).collect(),
         exact: true,
         scan,
     };
@@ -536,5 +567,24 @@ fn commit(
         warnings,
         staging,
         scan_note,
+        stale_temps,
     })
+}
+
+/// Adds to `skipped` what the parent snapshot skipped in the directories a
+/// watched scan did not walk (`unwalked`: those directories, and whether
+/// nothing at all was walked): they are as the parent saw them.
+fn carry_skipped(skipped: &mut Vec<Vec<u8>>, parent: Option<&Snapshot>, unwalked: &(Vec<Vec<u8>>, bool)) {
+    let Some(parent) = parent else {
+        return;
+    };
+    let (dirs, whole) = unwalked;
+    let under = |p: &[u8], d: &[u8]| p.starts_with(d) && p.get(d.len()) == Some(&b'/');
+    let carried = parent
+        .skipped_paths()
+        .filter(|p| *whole || dirs.iter().any(|d| under(p, d)))
+        .map(<[u8]>::to_vec);
+    skipped.extend(carried);
+    skipped.sort();
+    skipped.dedup();
 }

@@ -128,6 +128,11 @@ pub fn walk_key(opts: &WalkOptions) -> [u8; 32] {
         h.update(&(s.len() as u64).to_le_bytes());
         h.update(s);
     }
+    // Paths walked despite the ignore rules make other trees.
+    for p in &opts.include {
+        h.update(&(p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
     *h.finalize().as_bytes()
 }
 

@@ -41,6 +41,9 @@ pub struct Found {
     pub walk_key: [u8; 32],
     pub excludes: Vec<(Vec<u8>, FileStat)>,
     pub warnings: Vec<String>,
+    /// Paths the walk could not store, and moat temp names it met.
+    pub skipped: Vec<Vec<u8>>,
+    pub temps: Vec<Vec<u8>>,
     pub scan: Scan,
     pub note: Option<String>,
     pub next: Option<Since>,
@@ -222,6 +225,8 @@ fn attempt(
     f.excludes.extend(prior::excludes_of(ws, &walked.git_dirs));
     f.nodes = walked.nodes;
     f.warnings = walked.warnings;
+    f.skipped = walked.skipped;
+    f.temps = walked.temps;
     f.results = results;
     f.prior = prior;
     f.table = table;

@@ -45,7 +45,7 @@ pub fn run(ctx: &Ctx, a: SnapshotArgs) -> moat::Result<i32> {
     let walk = WalkOptions {
         no_ignore: a.no_ignore,
         excludes: a.exclude,
-        skip_dirs: Vec::new(),
+        ..WalkOptions::default()
     };
     let rules = config::scan(&ws, None, walk)?;
     let s = &rules.config.snapshots;

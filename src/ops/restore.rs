@@ -5,12 +5,15 @@
 //! `lstat` (a symlink already in the target is replaced, never followed)
 //! before anything is created below it, files are created with
 //! `O_CREAT|O_EXCL|O_NOFOLLOW`, and every chunk is verified before it is
-//! written. A file's length must equal its manifest size.
+//! written. A file's length must equal its manifest size. The whole plan
+//! is read before the target is touched, within the limits of
+//! `format::tree`. moat's own directories (the store, `$MOAT_HOME`) are
+//! never a target, never inside one's path, and never written into.
 
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rayon::prelude::*;
 
@@ -18,10 +21,12 @@ use crate::error::{Error, IoContext, Result};
 use crate::format::id::ObjectId;
 use crate::format::snapshot::Snapshot;
 use crate::format::statcache::CachedFile;
-use crate::format::tree::{Content, Entry};
+use crate::format::tree::{Budget, Content, Entry};
+use crate::ops::trees::{Trees, walk};
 use crate::store::Store;
 use crate::util::progress::Progress;
 use crate::worktree::materialize;
+use crate::worktree::protect::{self, Protected};
 use crate::worktree::reuse::{self, CloneStats};
 
 #[derive(Clone, Debug)]
@@ -55,20 +60,21 @@ pub struct RestoreReport {
     pub clones: CloneStats,
 }
 
-struct FileJob {
-    path: PathBuf,
-    rel: Vec<u8>,
-    chunks: Vec<ObjectId>,
-    entry: Entry,
-}
-
-/// What to write, gathered from the trees before anything is written.
+/// What to write, gathered from the trees before anything is written;
+/// paths are relative to the target.
 #[derive(Default)]
 struct Plan {
     /// Pre-order, so a parent comes before its children.
-    dirs: Vec<(PathBuf, Vec<u8>, Entry)>,
-    files: Vec<FileJob>,
-    links: Vec<(PathBuf, Entry)>,
+    dirs: Vec<(Vec<u8>, Entry)>,
+    files: Vec<(Vec<u8>, Entry)>,
+    links: Vec<(Vec<u8>, Entry)>,
+}
+
+fn chunks_of(e: &Entry) -> &[ObjectId] {
+    match &e.content {
+        Content::File(c) => c,
+        _ => &[],
+    }
 }
 
 pub fn restore(
@@ -80,48 +86,59 @@ pub fn restore(
 ) -> Result<RestoreReport> {
     // Readers hold the shared lock too, so gc never deletes under them.
     let _lock = store.lock_shared()?;
+    let protected = Protected::of(store);
+    protected.refuse_inside(target, "restore target")?;
     if let Some(p) = &opts.subpath {
         // A path that is not in the snapshot fails before the target is touched.
         crate::ops::inspect::lookup(store, &snap.root, p)?;
     }
+    // The whole plan is read (and every tree checked) before the target is.
+    let plan = plan(store, &snap.root, opts.subpath.as_deref())?;
     prepare_target(target, opts.force)?;
     let target = fs::canonicalize(target).at(target)?;
     // The racy line of the stat cache saved below, by the target's own
     // filesystem clock, read before any file is written.
     let start_ns = crate::util::fs_clock_ns(&target);
-    let plan = plan(store, &snap.root, &target, opts.subpath.as_deref())?;
-    for (path, _, _) in &plan.dirs {
-        materialize::ensure_dir(path)?;
+    refuse_own_dirs(&protected, &target, &plan, opts.force)?;
+    let at = |rel: &[u8]| target.join(OsStr::from_bytes(rel));
+    for (rel, _) in &plan.dirs {
+        materialize::ensure_dir(&at(rel))?;
     }
-    let bytes: u64 = plan.files.iter().map(|j| j.entry.size).sum();
-    let holding = hold(store, snap, &target, &plan, opts.clone)?;
+    let bytes = plan
+        .files
+        .iter()
+        .fold(0u64, |sum, (_, e)| sum.saturating_add(e.size));
+    let wanted: Vec<&[ObjectId]> = plan.files.iter().map(|(_, e)| chunks_of(e)).collect();
+    let ws = snap.workspace_path();
+    let holding = reuse::hold_for(store, &target, &[&ws, &target], &wanted, opts.clone)?;
     progress.start("restoring", bytes);
     let cached: Vec<(Vec<u8>, CachedFile)> = plan
         .files
         .par_iter()
         .enumerate()
-        .map(|(k, job)| {
+        .map(|(k, (rel, e))| {
             let held = holding.get(k);
-            let stat = materialize::write_file(store, &job.path, &job.entry, &job.chunks, false, held)?;
-            progress.inc(job.entry.size);
+            let stat = materialize::write_file(store, &at(rel), e, chunks_of(e), false, held)?;
+            progress.inc(e.size);
             Ok((
-                job.rel.clone(),
+                rel.clone(),
                 CachedFile {
                     stat,
-                    chunks: job.chunks.clone(),
+                    chunks: chunks_of(e).to_vec(),
                 },
             ))
         })
         .collect::<Result<_>>()?;
-    for (path, e) in &plan.links {
-        materialize::write_symlink(path, e, false)?;
+    for (rel, e) in &plan.links {
+        materialize::write_symlink(&at(rel), e, false)?;
     }
-    for (path, _, e) in plan.dirs.iter().rev() {
-        materialize::set_dir_meta(path, e)?;
+    let clones = holding.stats.clone();
+    // The holding dir goes before the directories get their mtimes.
+    drop(holding);
+    for (rel, e) in plan.dirs.iter().rev() {
+        materialize::set_dir_meta(&at(rel), e)?;
     }
     progress.finish();
-    let clones = holding.stats.clone();
-    drop(holding);
     // A restored tree is a workspace the stat cache already knows, so the
     // next snapshot of it reads nothing.
     if opts.subpath.is_none() {
@@ -136,17 +153,28 @@ pub fn restore(
     })
 }
 
-/// Clones of the files whose content is already on disk: in the snapshot's
-/// workspace or in the target itself (per their stat caches).
-fn hold(store: &Store, snap: &Snapshot, target: &Path, plan: &Plan, enabled: bool) -> Result<reuse::Holding> {
-    let wanted: Vec<&[ObjectId]> = plan.files.iter().map(|j| j.chunks.as_slice()).collect();
-    // A snapshot that has the holding dir's name itself gets no clones.
-    let top = |p: &Path| p.parent() == Some(target) && p.ends_with(reuse::HOLD_DIR);
-    let clash = plan.dirs.iter().any(|(p, _, _)| top(p))
-        || plan.files.iter().any(|j| top(&j.path))
-        || plan.links.iter().any(|(p, _)| top(p));
-    let ws = snap.workspace_path();
-    reuse::hold_for(store, target, &[&ws, target], &wanted, enabled && !clash)
+/// Refuses a plan that would write onto one of moat's own directories in
+/// the target: by path, and (when the target held something already) by
+/// device and inode of every directory the plan writes into.
+fn refuse_own_dirs(protected: &Protected, target: &Path, plan: &Plan, force: bool) -> Result<()> {
+    let own = protected.inside(target);
+    let all = plan.dirs.iter().chain(&plan.files).chain(&plan.links);
+    for (rel, _) in all {
+        let under = |o: &Vec<u8>| rel.starts_with(o) && matches!(rel.get(o.len()), None | Some(b'/'));
+        if let Some(o) = own.iter().find(|o| under(o)) {
+            let path = target.join(OsStr::from_bytes(rel));
+            return Err(protect::refused_write(&path, &target.join(OsStr::from_bytes(o))));
+        }
+    }
+    if force {
+        for (rel, _) in &plan.dirs {
+            let path = target.join(OsStr::from_bytes(rel));
+            if let Some(o) = protected.at(&path) {
+                return Err(protect::refused_write(&path, o));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn prepare_target(target: &Path, force: bool) -> Result<()> {
@@ -164,50 +192,43 @@ fn prepare_target(target: &Path, force: bool) -> Result<()> {
     }
 }
 
-fn plan(store: &Store, root: &ObjectId, target: &Path, subpath: Option<&[u8]>) -> Result<Plan> {
-    let mut plan = Plan::default();
+/// Every entry to write, from the trees (iteratively and within the
+/// limits, see `ops::trees`). `subpath` limits it to one path: the
+/// directories along it and everything below it.
+fn plan(store: &Store, root: &ObjectId, subpath: Option<&[u8]>) -> Result<Plan> {
     let want = crate::format::path::components(subpath.unwrap_or_default());
-    plan_tree(store, root, target, b"", &want, &mut plan)?;
-    Ok(plan)
-}
-
-/// Adds tree `id` (at `dir`, relative `rel`) to the plan. `want` limits the
-/// walk to one path: its first component is the only entry taken here.
-fn plan_tree(
-    store: &Store,
-    id: &ObjectId,
-    dir: &Path,
-    rel: &[u8],
-    want: &[&[u8]],
-    plan: &mut Plan,
-) -> Result<()> {
-    let tree = store.read_tree(id)?;
-    for e in tree.entries {
-        if want.first().is_some_and(|first| e.name.as_slice() != *first) {
-            continue;
-        }
-        let path = dir.join(OsStr::from_bytes(&e.name));
-        let erel = if rel.is_empty() {
-            e.name.clone()
-        } else {
-            [rel, b"/", &e.name].concat()
-        };
-        let rest = want.get(1..).unwrap_or_default();
-        match &e.content {
-            Content::Dir(sub) => {
-                let sub = *sub;
-                plan.dirs.push((path.clone(), erel.clone(), e));
-                plan_tree(store, &sub, &path, &erel, rest, plan)?;
+    let chunk_max = u64::from(store.config.chunk_max);
+    let mut plan = Plan::default();
+    let mut budget = Budget::for_snapshots(1);
+    walk(&Trees::new(store), root, b"", &mut budget, |rel, e| {
+        let inside = want.is_empty() || {
+            let comps = crate::format::path::components(rel);
+            if comps.len() <= want.len() && comps[..] != want[..comps.len()] {
+                return Ok(false);
             }
-            Content::File(chunks) if rest.is_empty() => plan.files.push(FileJob {
-                path,
-                rel: erel,
-                chunks: chunks.clone(),
-                entry: e,
-            }),
-            Content::Symlink(_) if rest.is_empty() => plan.links.push((path, e)),
+            comps.len() >= want.len()
+        };
+        match &e.content {
+            Content::Dir(_) => plan.dirs.push((rel.to_vec(), e)),
+            Content::File(chunks) if inside => {
+                // No chunk of this store holds more than chunk_max bytes.
+                if e.size > (chunks.len() as u64).saturating_mul(chunk_max) {
+                    return Err(Error::corrupt(
+                        OsStr::from_bytes(rel),
+                        "tree entry",
+                        format!(
+                            "size {} cannot be held by {} chunks of at most {chunk_max} bytes",
+                            e.size,
+                            chunks.len()
+                        ),
+                    ));
+                }
+                plan.files.push((rel.to_vec(), e));
+            }
+            Content::Symlink(_) if inside => plan.links.push((rel.to_vec(), e)),
             _ => {}
         }
-    }
-    Ok(())
+        Ok(true)
+    })?;
+    Ok(plan)
 }

@@ -24,7 +24,7 @@ use crate::format::tree::{Content, Entry};
 use crate::store::Store;
 
 /// Prefix of the sibling temp files of atomic writes; the walk skips it.
-pub const TEMP_PREFIX: &[u8] = crate::util::WORKSPACE_TEMP_PREFIX;
+pub use crate::format::tree::TEMP_PREFIX;
 
 /// Modes restored: permission bits and sticky, never set-uid/set-gid.
 const MODE_MASK: u32 = 0o1777;
@@ -78,6 +78,10 @@ pub fn write_file(
     atomic: bool,
     held: Option<&Path>,
 ) -> Result<FileStat> {
+    if atomic {
+        // A crashed run's temp for this path goes, whichever way it is written.
+        clear(&temp_sibling(path))?;
+    }
     if let Some(stat) = held.and_then(|h| place_held(h, path, e).ok()) {
         return Ok(stat);
     }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod git;
 pub mod ignore_files;
 pub mod materialize;
+pub mod protect;
 pub mod reuse;
 pub mod statcache;
 pub mod walk;

@@ -3,19 +3,29 @@
 //! (in the workspace under another path, per its stat cache) instead of
 //! decompressing them from the store.
 //!
-//! Invariants: a donor is a path inside its workspace, and it is trusted
-//! exactly as far as `capture` trusts the stat cache: its stat (device, inode, mode, size, mtime, ctime) must equal
-//! the cached one and not be racy, checked on the open file before and
-//! after the clone; anything else is decompressed from the store. Clones go
-//! to a holding directory (`.moat-tmp-clones` in the target root) before
-//! anything in the target changes, so a rollback that deletes or overwrites
-//! the donor path (a rename, a swap of two files) still has its content.
-//! The holding directory is removed when the restore ends; a crashed run's
-//! leftover is replaced by the next one and skipped by every walk.
+//! Invariants: a donor is only a hint from a stat cache, which a hostile
+//! store can forge, so nothing about it is trusted:
+//! - it is opened below its workspace without following any symlink
+//!   (`clone::open_beneath`), and must be a regular file owned by the user
+//!   running moat whose stat (device, inode, mode, size, mtime, ctime)
+//!   equals the cached one and is not racy, before and after the clone;
+//! - the cloned bytes are read back and checked against the entry's chunk
+//!   ids (each chunk's length from the index, its blake3 against its id)
+//!   before the copy is ever renamed into place.
+//!
+//! Anything else is decompressed from the store. Clones go to a holding
+//! directory (`.moat-tmp-clones` in the target root) before anything in
+//! the target changes, so a rollback that deletes or overwrites the donor
+//! path (a rename, a swap of two files) still has its content. The holding
+//! directory is removed when the restore ends; a crashed run's leftover is
+//! removed by the next one (`clear_stale`) and skipped by every walk.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
+use std::fs::File;
+use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -28,7 +38,7 @@ use crate::worktree::clone::{self, Cloner, Outcome};
 use crate::worktree::materialize;
 
 /// The holding directory's name in the target root (a `.moat-tmp-` name,
-/// so walks skip it).
+/// so walks skip it and no tree may hold it).
 pub const HOLD_DIR: &str = ".moat-tmp-clones";
 
 /// What cloning did during a restore or rollback.
@@ -42,9 +52,18 @@ pub struct CloneStats {
     pub fallback: Option<String>,
 }
 
+/// A file a stat cache says holds some content.
+struct Donor {
+    /// The workspace, and the file's path below it.
+    ws: PathBuf,
+    rel: Vec<u8>,
+    stat: FileStat,
+}
+
 /// Files on disk that hold known content, keyed by their chunk list.
-pub struct Donors {
-    by_content: HashMap<ObjectId, Vec<(PathBuf, FileStat)>>,
+pub struct Donors<'s> {
+    store: &'s Store,
+    by_content: HashMap<ObjectId, Vec<Donor>>,
     cloner: &'static dyn Cloner,
 }
 
@@ -56,11 +75,11 @@ fn content_key(chunks: &[ObjectId]) -> ObjectId {
     ObjectId(*h.finalize().as_bytes())
 }
 
-impl Donors {
+impl<'s> Donors<'s> {
     /// Donors from the stat caches of `workspaces` (missing or unreadable
     /// caches add nothing).
-    pub fn from_caches(store: &Store, workspaces: &[&Path], cloner: &'static dyn Cloner) -> Self {
-        let mut by_content: HashMap<ObjectId, Vec<(PathBuf, FileStat)>> = HashMap::new();
+    pub fn from_caches(store: &'s Store, workspaces: &[&Path], cloner: &'static dyn Cloner) -> Self {
+        let mut by_content: HashMap<ObjectId, Vec<Donor>> = HashMap::new();
         for ws in workspaces {
             let Ok(cache) = crate::worktree::statcache::load(store, ws) else {
                 continue;
@@ -77,14 +96,21 @@ impl Donors {
                 if cf.stat.size == 0 || cf.stat.mtime_ns >= cache.taken_ns || !inside {
                     continue;
                 }
-                let path = ws.join(OsStr::from_bytes(rel));
                 by_content
                     .entry(content_key(&cf.chunks))
                     .or_default()
-                    .push((path, cf.stat));
+                    .push(Donor {
+                        ws: ws.to_path_buf(),
+                        rel: rel.clone(),
+                        stat: cf.stat,
+                    });
             }
         }
-        Donors { by_content, cloner }
+        Donors {
+            store,
+            by_content,
+            cloner,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -102,12 +128,12 @@ impl Donors {
                 ..CloneStats::default()
             },
         };
-        let jobs: Vec<(usize, &Vec<(PathBuf, FileStat)>)> = wanted
+        let jobs: Vec<(usize, &[ObjectId], &Vec<Donor>)> = wanted
             .iter()
             .enumerate()
-            .filter_map(|(k, c)| self.by_content.get(&content_key(c)).map(|d| (k, d)))
+            .filter_map(|(k, c)| self.by_content.get(&content_key(c)).map(|d| (k, *c, d)))
             .collect();
-        let Some(&(first_k, first_donors)) = jobs.first() else {
+        let Some(&(first_k, first_chunks, first_donors)) = jobs.first() else {
             return Ok(h);
         };
         let dir = root.join(HOLD_DIR);
@@ -116,14 +142,14 @@ impl Donors {
         h.dir = Some(dir.clone());
         let file = |k: usize| dir.join(k.to_string());
         // One probe first: without clone support nothing more is tried.
-        let first = self.clone_one(first_donors, &file(first_k))?;
+        let first = self.clone_one(first_donors, first_chunks, &file(first_k))?;
         if let Err(why) = &first {
             h.stats.fallback = Some(why.clone());
             return Ok(h);
         }
         let rest: Vec<(usize, std::result::Result<Option<FileStat>, String>)> = jobs[1..]
             .par_iter()
-            .map(|&(k, d)| Ok((k, self.clone_one(d, &file(k))?)))
+            .map(|&(k, c, d)| Ok((k, self.clone_one(d, c, &file(k))?)))
             .collect::<Result<_>>()?;
         for (k, r) in std::iter::once((first_k, first)).chain(rest) {
             match r {
@@ -141,33 +167,62 @@ impl Donors {
         Ok(h)
     }
 
-    /// Clones the first donor still as cached to `dst`. `Ok(Err(why))`:
-    /// cloning is unsupported or failed here; `Ok(Ok(None))`: no donor is
-    /// unchanged.
+    /// Clones the first donor that is still as cached and holds exactly
+    /// `chunks` to `dst`. `Ok(Err(why))`: cloning is unsupported or failed
+    /// here; `Ok(Ok(None))`: no donor is fit.
     fn clone_one(
         &self,
-        donors: &[(PathBuf, FileStat)],
+        donors: &[Donor],
+        chunks: &[ObjectId],
         dst: &Path,
     ) -> Result<std::result::Result<Option<FileStat>, String>> {
-        for (path, cached) in donors {
-            let Ok(src) = clone::open_source(path) else {
+        let me = nix::unistd::geteuid().as_raw();
+        for d in donors {
+            let Ok(src) = clone::open_beneath(&d.ws, &d.rel) else {
                 continue;
             };
-            let same = |f: &std::fs::File| f.metadata().is_ok_and(|m| FileStat::of(&m) == *cached);
+            let same = |f: &File| {
+                f.metadata()
+                    .is_ok_and(|m| m.is_file() && m.uid() == me && FileStat::of(&m) == d.stat)
+            };
             if !same(&src) {
                 continue;
             }
             // A failed clone (no space, no permission) is not fatal: the
             // content is decompressed instead, and that reports any real error.
             match self.cloner.clone_open(&src, dst) {
-                Err(e) => return Ok(Err(format!("could not clone {}: {e}", path.display()))),
+                Err(e) => {
+                    let path = d.ws.join(OsStr::from_bytes(&d.rel));
+                    return Ok(Err(format!("could not clone {}: {e}", path.display())));
+                }
                 Ok(Outcome::Unsupported(why)) => return Ok(Err(why)),
-                Ok(Outcome::Cloned) if same(&src) => return Ok(Ok(Some(*cached))),
+                Ok(Outcome::Cloned) if same(&src) && holds(self.store, dst, chunks)? => {
+                    return Ok(Ok(Some(d.stat)));
+                }
                 Ok(Outcome::Cloned) => std::fs::remove_file(dst).at(dst)?,
             }
         }
         Ok(Ok(None))
     }
+}
+
+/// Whether the file at `path` holds exactly the bytes of `chunks`: each
+/// chunk's length comes from the index, and its blake3 must be its id.
+pub fn holds(store: &Store, path: &Path, chunks: &[ObjectId]) -> Result<bool> {
+    let index = store.index()?;
+    let mut f = clone::open_source(path)?;
+    let mut buf = Vec::new();
+    for c in chunks {
+        let Some(e) = index.get(c) else {
+            return Ok(false);
+        };
+        buf.resize(e.raw_len as usize, 0);
+        if f.read_exact(&mut buf).is_err() || ObjectId::hash(&buf) != *c {
+            return Ok(false);
+        }
+    }
+    // Nothing may follow the last chunk.
+    Ok(f.read(&mut [0u8; 1]).at(path)? == 0)
 }
 
 /// Cloned copies waiting to be renamed into place; the holding dir goes
@@ -198,7 +253,7 @@ impl Holding {
 }
 
 /// Holds donor clones for `wanted` in `root` when cloning is `enabled`.
-/// `root` must not have an entry named `HOLD_DIR` of its own to write.
+/// A holding dir a crashed run left in `root` is removed either way.
 pub fn hold_for(
     store: &Store,
     root: &Path,
@@ -206,6 +261,7 @@ pub fn hold_for(
     wanted: &[&[ObjectId]],
     enabled: bool,
 ) -> Result<Holding> {
+    materialize::clear(&root.join(HOLD_DIR))?;
     if !enabled {
         return Ok(Holding::empty(wanted.len()));
     }
@@ -257,8 +313,13 @@ mod tests {
         let bytes = StatCache::encode(ws.as_os_str().as_bytes(), 50, entries);
         store.write_stat_cache(&ws, &bytes).unwrap();
         let donors = Donors::from_caches(&store, &[&ws], clone::cloner(true));
-        let paths: Vec<&PathBuf> = donors.by_content.values().flatten().map(|(p, _)| p).collect();
-        assert_eq!(paths, [&ws.join("dir/ok")]);
+        let paths: Vec<PathBuf> = donors
+            .by_content
+            .values()
+            .flatten()
+            .map(|d| d.ws.join(OsStr::from_bytes(&d.rel)))
+            .collect();
+        assert_eq!(paths, [ws.join("dir/ok")]);
         // A cache that claims another workspace gives nothing.
         let other = d.path().join("other");
         store.write_stat_cache(&other, &bytes).unwrap();

@@ -1,8 +1,16 @@
 //! The parallel workspace walk (`ignore` crate): honours `.gitignore` and
-//! `.ignore` unless told not to, applies `--exclude` globs, never enters
-//! `.git` or the store itself, and never follows symlinks. A directory whose
-//! ignore files the crate could not read safely (`ignore_files`: a FIFO, a
-//! device, a huge file) is left out with a warning, never handed to it.
+//! `.ignore` unless told not to, applies `--exclude` globs, and never
+//! follows symlinks. A directory whose ignore files the crate could not
+//! read safely (`ignore_files`: a FIFO, a device, a huge file) is left out
+//! with a warning, never handed to it.
+//!
+//! Invariants: it never yields a name capture never stores
+//! (`format::tree::reserved`: `.git` in any case, moat's temp names), the
+//! same rule every tree reader enforces; it never enters a directory of
+//! `skip_dirs` (the store, `$MOAT_HOME`), recognised by device and inode
+//! however it is reached; and it names every path it could not store
+//! (unreadable, special files, deeper than `MAX_DEPTH`), so a snapshot can
+//! record what it left out.
 //!
 //! A watched capture passes a `Prune` hook: a directory it names is not
 //! entered (the caller already knows its tree), so the walk costs only the
@@ -18,6 +26,7 @@ use ignore::overrides::OverrideBuilder;
 
 use crate::error::{Error, Result};
 use crate::format::statcache::FileStat;
+use crate::format::tree::{MAX_DEPTH, TEMP_PREFIX, reserved};
 use crate::worktree::ignore_files;
 
 #[derive(Clone, Debug, Default)]
@@ -26,9 +35,13 @@ pub struct WalkOptions {
     pub no_ignore: bool,
     /// Gitignore-style globs of paths to leave out.
     pub excludes: Vec<String>,
-    /// Directories never to enter (moat's own store and runs, when they sit
-    /// in the workspace).
+    /// Directories never to enter (moat's own store and `$MOAT_HOME`, when
+    /// they sit in the workspace), compared by device and inode.
     pub skip_dirs: Vec<PathBuf>,
+    /// Workspace-relative paths walked whatever the ignore rules and
+    /// excludes say, with what lies below them (rollback's safety snapshot:
+    /// the ignored paths it is about to replace).
+    pub include: Vec<Vec<u8>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,13 +74,35 @@ pub struct Walked {
     /// Workspace-relative paths of the `.git` entries passed over (their
     /// `info/exclude` files are ignore rules the walk read).
     pub git_dirs: Vec<Vec<u8>>,
+    /// Paths in the workspace that cannot be stored (each has a warning).
+    pub skipped: Vec<Vec<u8>>,
+    /// moat temp names met (a crashed rollback's leftovers), not walked.
+    pub temps: Vec<Vec<u8>>,
+}
+
+/// Something the walk could not store: its path below the root when known
+/// (an error reading an ignore file names none), and one line saying why.
+struct Skip {
+    rel: Option<Vec<u8>>,
+    why: String,
+    /// A moat temp name: a leftover, not a failure (no warning).
+    temp: bool,
 }
 
 enum Found {
     Node(Node),
-    Warning(String),
+    Skipped(Skip),
     /// Stored, but not exactly (a directory's out-of-range mtime).
     Both(Node, String),
+}
+
+/// Where a walk is: its root, how deep below it the walked directory
+/// starts, and the directories never to enter (device, inode).
+#[derive(Clone, Copy)]
+struct At<'a> {
+    root: &'a Path,
+    depth_base: usize,
+    skip: &'a [(u64, u64)],
 }
 
 /// Walks `root` (which must be absolute and canonical). Entries that cannot
@@ -79,9 +114,22 @@ pub fn walk(root: &Path, opts: &WalkOptions) -> Result<(Vec<Node>, Vec<String>)>
 }
 
 /// `walk`, leaving out the directories `prune` names, and reporting the
-/// `.git` entries it passed over.
+/// `.git` entries it passed over; then the paths of `opts.include`.
 pub fn walk_pruned(root: &Path, opts: &WalkOptions, prune: Option<Prune>) -> Result<Walked> {
-    let mut ov = OverrideBuilder::new(root);
+    let mut w = walk_at(root, b"", opts, prune)?;
+    include(root, opts, &mut w)?;
+    Ok(w)
+}
+
+/// Walks the directory `base` below `root` as `walk_pruned` walks a root:
+/// the nodes' paths (and depths) are below `root`.
+fn walk_at(root: &Path, base: &[u8], opts: &WalkOptions, prune: Option<Prune>) -> Result<Walked> {
+    let start = if base.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(std::ffi::OsStr::from_bytes(base))
+    };
+    let mut ov = OverrideBuilder::new(&start);
     for g in &opts.excludes {
         ov.add(&format!("!{g}")).map_err(|e| Error::BadPattern {
             pattern: g.clone(),
@@ -96,19 +144,19 @@ pub fn walk_pruned(root: &Path, opts: &WalkOptions, prune: Option<Prune>) -> Res
     // a directory whose ignore files are not small regular files is left
     // out (the root's is an error) rather than handed to it.
     let check_ignore_files = !opts.no_ignore;
-    if let Some((file, why)) = check_ignore_files.then(|| ignore_files::check(root)).flatten() {
+    if let Some((file, why)) = check_ignore_files.then(|| ignore_files::check(&start)).flatten() {
         return Err(Error::Config {
             path: file,
             detail: format!("is {why}; moat reads it for the ignore rules (or pass --no-ignore)"),
         });
     }
-    let refused: Arc<Mutex<Vec<String>>> = Arc::default();
+    let refused: Arc<Mutex<Vec<Skip>>> = Arc::default();
     let refused_in_filter = refused.clone();
-    let skip = opts.skip_dirs.clone();
+    let skip = crate::worktree::protect::Protected::from_paths(&opts.skip_dirs).ids();
     let git_dirs: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
     let seen_git = git_dirs.clone();
-    let base = root.to_path_buf();
-    let mut b = ignore::WalkBuilder::new(root);
+    let owned_root = root.to_path_buf();
+    let mut b = ignore::WalkBuilder::new(&start);
     b.hidden(false)
         .parents(false)
         .ignore(!opts.no_ignore)
@@ -122,17 +170,19 @@ pub fn walk_pruned(root: &Path, opts: &WalkOptions, prune: Option<Prune>) -> Res
         .filter_entry(move |e| {
             let rel = || {
                 e.path()
-                    .strip_prefix(&base)
+                    .strip_prefix(&owned_root)
                     .map_or(&b""[..], |r| r.as_os_str().as_bytes())
             };
-            if e.file_name() == ".git" {
+            let name = e.file_name().as_bytes();
+            if name == b".git" {
                 seen_git
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .push(rel().to_vec());
                 return false;
             }
-            if skip.iter().any(|s| e.path() == s) {
+            // Temp names reach `visit`, which reports them as leftovers.
+            if reserved(name).is_some() && !name.starts_with(TEMP_PREFIX) {
                 return false;
             }
             let dir = e.file_type().is_some_and(|t| t.is_dir());
@@ -144,11 +194,15 @@ pub fn walk_pruned(root: &Path, opts: &WalkOptions, prune: Option<Prune>) -> Res
                 .flatten()
             {
                 Some((file, why)) => {
-                    let w = format!("skipped {}: {} is {why}", e.path().display(), file.display());
+                    let s = Skip {
+                        rel: Some(rel().to_vec()),
+                        why: format!("skipped {}: {} is {why}", e.path().display(), file.display()),
+                        temp: false,
+                    };
                     refused_in_filter
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .push(w);
+                        .push(s);
                     false
                 }
                 None => true,
@@ -156,53 +210,76 @@ pub fn walk_pruned(root: &Path, opts: &WalkOptions, prune: Option<Prune>) -> Res
         });
     // Each walker thread collects into its own buffer and hands it over
     // once, when it finishes (no per-entry channel send).
-    let done: Mutex<(Vec<Node>, Vec<String>)> = Mutex::new((Vec::new(), Vec::new()));
-    b.build_parallel().visit(&mut Collector { root, done: &done });
-    let (nodes, mut warnings) = done.into_inner().unwrap_or_else(|p| p.into_inner());
-    warnings.append(&mut refused.lock().unwrap_or_else(|p| p.into_inner()));
-    let git_dirs = std::mem::take(&mut *git_dirs.lock().unwrap_or_else(|p| p.into_inner()));
-    Ok(Walked {
+    let done: Mutex<(Vec<Node>, Vec<Skip>)> = Mutex::new((Vec::new(), Vec::new()));
+    let at = At {
+        root,
+        depth_base: crate::format::path::components(base).len(),
+        skip: &skip,
+    };
+    b.build_parallel().visit(&mut Collector { at, done: &done });
+    let (nodes, mut skips) = done.into_inner().unwrap_or_else(|p| p.into_inner());
+    skips.append(&mut refused.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut w = Walked {
         nodes,
-        warnings,
-        git_dirs,
-    })
+        git_dirs: std::mem::take(&mut *git_dirs.lock().unwrap_or_else(|p| p.into_inner())),
+        ..Walked::default()
+    };
+    add_skips(&mut w, skips);
+    Ok(w)
+}
+
+fn add_skips(w: &mut Walked, skips: Vec<Skip>) {
+    for s in skips {
+        match (s.rel, s.temp) {
+            (Some(rel), true) => w.temps.push(rel),
+            (rel, _) => {
+                w.skipped.extend(rel);
+                w.warnings.push(s.why);
+            }
+        }
+    }
 }
 
 struct Collector<'a> {
-    root: &'a Path,
-    done: &'a Mutex<(Vec<Node>, Vec<String>)>,
+    at: At<'a>,
+    done: &'a Mutex<(Vec<Node>, Vec<Skip>)>,
 }
 
 impl<'s> ignore::ParallelVisitorBuilder<'s> for Collector<'s> {
     fn build(&mut self) -> Box<dyn ignore::ParallelVisitor + 's> {
         Box::new(Buffer {
-            root: self.root,
+            at: self.at,
             done: self.done,
             nodes: Vec::new(),
-            warnings: Vec::new(),
+            skips: Vec::new(),
         })
     }
 }
 
 struct Buffer<'a> {
-    root: &'a Path,
-    done: &'a Mutex<(Vec<Node>, Vec<String>)>,
+    at: At<'a>,
+    done: &'a Mutex<(Vec<Node>, Vec<Skip>)>,
     nodes: Vec<Node>,
-    warnings: Vec<String>,
+    skips: Vec<Skip>,
 }
 
 impl ignore::ParallelVisitor for Buffer<'_> {
     fn visit(&mut self, res: std::result::Result<ignore::DirEntry, ignore::Error>) -> WalkState {
-        match visit(self.root, res) {
+        let (found, state) = visit(self.at, res);
+        match found {
             Some(Found::Node(n)) => self.nodes.push(n),
-            Some(Found::Warning(w)) => self.warnings.push(w),
-            Some(Found::Both(n, w)) => {
+            Some(Found::Skipped(s)) => self.skips.push(s),
+            Some(Found::Both(n, why)) => {
                 self.nodes.push(n);
-                self.warnings.push(w);
+                self.skips.push(Skip {
+                    rel: None,
+                    why,
+                    temp: false,
+                });
             }
             None => {}
         }
-        WalkState::Continue
+        state
     }
 }
 
@@ -210,42 +287,98 @@ impl Drop for Buffer<'_> {
     fn drop(&mut self) {
         let mut done = self.done.lock().unwrap_or_else(|p| p.into_inner());
         done.0.append(&mut self.nodes);
-        done.1.append(&mut self.warnings);
+        done.1.append(&mut self.skips);
     }
 }
 
-fn visit(root: &Path, res: std::result::Result<ignore::DirEntry, ignore::Error>) -> Option<Found> {
+/// The path an error of the walk is about, when it is an I/O error (an
+/// unreadable directory or entry); a bad pattern in an ignore file names
+/// the ignore file, which is still stored.
+fn error_path(e: &ignore::Error) -> Option<&Path> {
+    match e {
+        ignore::Error::WithPath { path, err } if err.io_error().is_some() => Some(path),
+        ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => error_path(err),
+        _ => None,
+    }
+}
+
+fn visit(at: At, res: std::result::Result<ignore::DirEntry, ignore::Error>) -> (Option<Found>, WalkState) {
+    let rel_of = |p: &Path| {
+        p.strip_prefix(at.root)
+            .ok()
+            .map(|r| r.as_os_str().as_bytes().to_vec())
+    };
+    let skipped = |rel: Option<Vec<u8>>, why: String| {
+        Some(Found::Skipped(Skip {
+            rel,
+            why,
+            temp: false,
+        }))
+    };
     let ent = match res {
         Ok(e) => e,
-        Err(e) => return Some(Found::Warning(format!("skipped: {e}"))),
+        Err(e) => {
+            let rel = error_path(&e).and_then(rel_of);
+            return (skipped(rel, format!("skipped: {e}")), WalkState::Continue);
+        }
     };
-    // The workspace root itself, and the temp siblings of an interrupted
-    // rollback, are not workspace content.
-    if ent.depth() == 0
-        || ent
-            .file_name()
-            .as_bytes()
-            .starts_with(crate::worktree::materialize::TEMP_PREFIX)
-    {
-        return None;
+    // The walked directory itself is not content of its own.
+    if ent.depth() == 0 {
+        return (None, WalkState::Continue);
     }
     let path = ent.path();
-    let rel = path.strip_prefix(root).ok()?.as_os_str().as_bytes().to_vec();
-    let meta = match std::fs::symlink_metadata(path) {
-        Ok(m) => m,
+    let Some(rel) = rel_of(path) else {
+        return (None, WalkState::Continue);
+    };
+    if ent.file_name().as_bytes().starts_with(TEMP_PREFIX) {
+        let temp = Skip {
+            rel: Some(rel),
+            why: String::new(),
+            temp: true,
+        };
+        return (Some(Found::Skipped(temp)), WalkState::Skip);
+    }
+    if ent.depth() + at.depth_base > MAX_DEPTH {
+        let why = format!(
+            "skipped {}: nested deeper than {MAX_DEPTH} directories",
+            path.display()
+        );
+        return (skipped(Some(rel), why), WalkState::Skip);
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) => classify(at, path, rel, &m),
         // Deleted between readdir and lstat: it is simply not there.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-        Err(e) => return Some(Found::Warning(format!("skipped {}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, WalkState::Continue),
+        Err(e) => (
+            skipped(Some(rel), format!("skipped {}: {e}", path.display())),
+            WalkState::Continue,
+        ),
+    }
+}
+
+/// What the entry at `path` (whose `lstat` is `meta`) is to a capture.
+fn classify(at: At, path: &Path, rel: Vec<u8>, meta: &std::fs::Metadata) -> (Option<Found>, WalkState) {
+    let skipped = |rel, why| {
+        let s = Skip {
+            rel: Some(rel),
+            why,
+            temp: false,
+        };
+        (Some(Found::Skipped(s)), WalkState::Continue)
     };
     let ft = meta.file_type();
     let kind = if ft.is_file() {
         NodeKind::File
     } else if ft.is_dir() {
+        // moat's own directories are not content, however reached.
+        if at.skip.contains(&(meta.dev(), meta.ino())) {
+            return (None, WalkState::Skip);
+        }
         NodeKind::Dir
     } else if ft.is_symlink() {
         match std::fs::read_link(path) {
             Ok(t) => NodeKind::Symlink(t.as_os_str().as_bytes().to_vec()),
-            Err(e) => return Some(Found::Warning(format!("skipped {}: {e}", path.display()))),
+            Err(e) => return skipped(rel, format!("skipped {}: {e}", path.display())),
         }
     } else {
         let what = if ft.is_socket() {
@@ -255,13 +388,7 @@ fn visit(root: &Path, res: std::result::Result<ignore::DirEntry, ignore::Error>)
         } else {
             "device file"
         };
-        return Some(Found::Warning(format!("skipped {what}: {}", path.display())));
-    };
-    let node = Node {
-        rel,
-        stat: FileStat::of(&meta),
-        multi_link: kind != NodeKind::Dir && std::os::unix::fs::MetadataExt::nlink(&meta) > 1,
-        kind,
+        return skipped(rel, format!("skipped {what}: {}", path.display()));
     };
     // A tree holds mtimes as i64 nanoseconds (1677-09-21 to 2262-04-11).
     // Beyond that a file or link would be restored with another mtime, so
@@ -272,13 +399,88 @@ fn visit(root: &Path, res: std::result::Result<ignore::DirEntry, ignore::Error>)
             "mtime {}s is outside what a snapshot holds (1677-09-21 to 2262-04-11)",
             meta.mtime()
         );
-        return Some(match node.kind {
-            NodeKind::Dir => Found::Both(
-                node,
-                format!("{}: directory {why}; stored clamped", path.display()),
-            ),
-            _ => Found::Warning(format!("skipped {}: {why}", path.display())),
-        });
+        if kind != NodeKind::Dir {
+            return skipped(rel, format!("skipped {}: {why}", path.display()));
+        }
+        let node = Node {
+            rel,
+            stat: FileStat::of(meta),
+            kind,
+            multi_link: false,
+        };
+        let why = format!("{}: directory {why}; stored clamped", path.display());
+        return (Some(Found::Both(node, why)), WalkState::Continue);
     }
-    Some(Found::Node(node))
+    let node = Node {
+        rel,
+        stat: FileStat::of(meta),
+        multi_link: kind != NodeKind::Dir && meta.nlink() > 1,
+        kind,
+    };
+    (Some(Found::Node(node)), WalkState::Continue)
+}
+
+/// Adds to `w` the paths of `opts.include` (relative to `root`) and what
+/// lies below them, whatever the ignore rules and excludes say, with the
+/// directories above them; paths already walked are not added twice. A
+/// reserved name, a path inside `skip_dirs`, or one that does not exist is
+/// left out.
+fn include(root: &Path, opts: &WalkOptions, w: &mut Walked) -> Result<()> {
+    use std::collections::HashSet;
+    if opts.include.is_empty() {
+        return Ok(());
+    }
+    let skip = crate::worktree::protect::Protected::from_paths(&opts.skip_dirs).ids();
+    let at = At {
+        root,
+        depth_base: 0,
+        skip: &skip,
+    };
+    let mut have: HashSet<Vec<u8>> = w.nodes.iter().map(|n| n.rel.clone()).collect();
+    let all = WalkOptions {
+        no_ignore: true,
+        skip_dirs: opts.skip_dirs.clone(),
+        ..WalkOptions::default()
+    };
+    for p in &opts.include {
+        let comps = crate::format::path::components(p);
+        if comps.is_empty() || comps.iter().any(|c| crate::format::tree::bad_name(c).is_some()) {
+            continue;
+        }
+        // The path and each directory above it, shallowest first.
+        let mut rel = Vec::new();
+        for (i, c) in comps.iter().enumerate() {
+            if !rel.is_empty() {
+                rel.push(b'/');
+            }
+            rel.extend_from_slice(c);
+            let path = root.join(std::ffi::OsStr::from_bytes(&rel));
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                break;
+            };
+            let last = i + 1 == comps.len();
+            let found = classify(at, &path, rel.clone(), &meta);
+            let is_dir = matches!(&found, (Some(Found::Node(n)), _) if n.kind == NodeKind::Dir);
+            match found {
+                (Some(Found::Node(n)), _) if !have.contains(&n.rel) => {
+                    have.insert(n.rel.clone());
+                    w.nodes.push(n);
+                }
+                (Some(Found::Skipped(s)), _) if last => add_skips(w, vec![s]),
+                _ => {}
+            }
+            if !is_dir {
+                break;
+            }
+            if last {
+                let below = walk_at(root, &rel, &all, None)?;
+                w.warnings.extend(below.warnings);
+                w.skipped.extend(below.skipped);
+                w.temps.extend(below.temps);
+                w.nodes
+                    .extend(below.nodes.into_iter().filter(|n| have.insert(n.rel.clone())));
+            }
+        }
+    }
+    Ok(())
 }

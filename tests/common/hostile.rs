@@ -168,3 +168,36 @@ pub fn zstd_bomb(len: u64) -> Vec<u8> {
     }
     f
 }
+
+/// The id of `t`.
+pub fn id(t: &Tree) -> ObjectId {
+    t.id_and_bytes().0
+}
+
+/// A file entry holding `data` as one chunk (the chunk to store is `data`).
+pub fn file_of(name: &[u8], data: &[u8]) -> Entry {
+    let chunks = if data.is_empty() {
+        Vec::new()
+    } else {
+        vec![ObjectId::hash(data)]
+    };
+    file(name, data.len() as u64, chunks)
+}
+
+/// Limits `cmd`'s address space to `bytes`: a command that allocates
+/// without bound then fails fast instead of exhausting the machine.
+pub fn limit_memory(cmd: &mut std::process::Command, bytes: u64) {
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, move || {
+            let lim = libc::rlimit {
+                rlim_cur: bytes,
+                rlim_max: bytes,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}

@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -30,6 +31,22 @@ pub fn clone_open(src: &File, dst: &Path) -> io::Result<Outcome> {
         Ok(Outcome::Unsupported(format!("FICLONE: {e}")))
     } else {
         Err(e)
+    }
+}
+
+/// `openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS)` of `rel` below `root`;
+/// None when the kernel (or a seccomp filter) lacks the call, so the
+/// caller walks the components instead.
+pub fn open_beneath(root: &File, rel: &[u8]) -> Option<io::Result<File>> {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK | OFlag::O_NOCTTY)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+    let path = std::ffi::OsStr::from_bytes(rel);
+    match openat2(root, path, how) {
+        Ok(fd) => Some(Ok(File::from(fd))),
+        Err(nix::errno::Errno::ENOSYS | nix::errno::Errno::EPERM) => None,
+        Err(e) => Some(Err(e.into())),
     }
 }
 

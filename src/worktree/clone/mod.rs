@@ -14,6 +14,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -107,6 +108,49 @@ pub fn cloner(enabled: bool) -> &'static dyn Cloner {
 /// a symlink, never waiting on a FIFO swapped in for it.
 pub fn open_source(src: &Path) -> Result<File> {
     crate::util::fs::open_regular(src, false).map(|(f, _)| f).at(src)
+}
+
+/// Opens `rel` (a `/`-separated path) below the directory `dir` for
+/// reading, never through a symlink and never outside `dir`: one
+/// `openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS)` on Linux, else (or where
+/// that call is missing) one `openat(O_NOFOLLOW)` per component. Opened
+/// non-blocking, so a FIFO in the way cannot hang the caller.
+pub fn open_beneath(dir: &Path, rel: &[u8]) -> std::io::Result<File> {
+    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a plain relative path");
+    let comps: Vec<&[u8]> = rel.split(|&b| b == b'/').collect();
+    if comps.iter().any(|c| crate::format::tree::bad_name(c).is_some()) {
+        return Err(bad());
+    }
+    let root = File::options()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dir)?;
+    match platform::open_beneath(&root, rel) {
+        Some(r) => r,
+        None => open_by_components(root, &comps),
+    }
+}
+
+/// `open_beneath` without `openat2`: one `openat(O_NOFOLLOW)` per
+/// component below `root`, each but the last a directory.
+fn open_by_components(root: File, comps: &[&[u8]]) -> std::io::Result<File> {
+    use std::os::fd::AsFd;
+    let mut cur: std::os::fd::OwnedFd = root.into();
+    for (i, c) in comps.iter().enumerate() {
+        use nix::fcntl::OFlag;
+        let last = i + 1 == comps.len();
+        let flags = OFlag::O_RDONLY
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_CLOEXEC
+            | if last {
+                OFlag::O_NONBLOCK | OFlag::O_NOCTTY
+            } else {
+                OFlag::O_DIRECTORY
+            };
+        let name = std::ffi::OsStr::from_bytes(c);
+        cur = nix::fcntl::openat(cur.as_fd(), name, flags, nix::sys::stat::Mode::empty())?;
+    }
+    Ok(File::from(cur))
 }
 
 /// Clones file `src` to a new file `dst`.
@@ -228,6 +272,44 @@ mod tests {
         for r in [a, b] {
             let e = r.unwrap_err().to_string();
             assert!(e.contains("not a regular file"), "{e}");
+        }
+    }
+
+    #[test]
+    fn open_beneath_never_follows_a_link_or_leaves_the_dir() {
+        let d = tempfile::tempdir().unwrap();
+        let ws = d.path().join("ws");
+        std::fs::create_dir_all(ws.join("sub")).unwrap();
+        std::fs::write(ws.join("sub/f"), b"in").unwrap();
+        std::fs::write(d.path().join("secret"), b"out").unwrap();
+        std::os::unix::fs::symlink(d.path(), ws.join("up")).unwrap();
+        std::os::unix::fs::symlink("f", ws.join("sub/link")).unwrap();
+        let read = |rel: &[u8]| {
+            open_beneath(&ws, rel).map(|mut f| {
+                let mut s = Vec::new();
+                f.read_to_end(&mut s).unwrap();
+                s
+            })
+        };
+        assert_eq!(read(b"sub/f").unwrap(), b"in");
+        for bad in [
+            &b"up/secret"[..],
+            b"sub/link",
+            b"../secret",
+            b"sub/../../secret",
+            b"/etc/passwd",
+            b"",
+        ] {
+            assert!(read(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+        // The walk used where openat2 is missing refuses the same paths.
+        let by_components = |rel: &[u8]| {
+            let comps: Vec<&[u8]> = rel.split(|&b| b == b'/').collect();
+            open_by_components(File::open(&ws).unwrap(), &comps)
+        };
+        assert!(by_components(b"sub/f").is_ok());
+        for bad in [&b"up/secret"[..], b"sub/link"] {
+            assert!(by_components(bad).is_err(), "{bad:?}");
         }
     }
 

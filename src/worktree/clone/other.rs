@@ -19,3 +19,8 @@ pub fn clone_dir(_src: &Path, _dst: &Path) -> io::Result<Outcome> {
 pub fn copy_range(_src: &File, _dst: &File, _len: u64) -> io::Result<bool> {
     Ok(false)
 }
+
+/// No single-call beneath-only open here: the caller walks the components.
+pub fn open_beneath(_root: &File, _rel: &[u8]) -> Option<io::Result<File>> {
+    None
+}
