@@ -57,11 +57,16 @@ fn valid_index() -> Vec<u8> {
 }
 
 fn valid_tree() -> Vec<u8> {
-    let entry = |name: &[u8], content| Entry {
+    // Sizes a capture writes: the file's length, the link target's, 0.
+    let entry = |name: &[u8], content: Content| Entry {
         name: name.to_vec(),
         mode: 0o644,
         mtime_ns: 1_700_000_000_123_456_789,
-        size: 5,
+        size: match &content {
+            Content::File(_) => 5,
+            Content::Symlink(t) => t.len() as u64,
+            Content::Dir(_) => 0,
+        },
         content,
     };
     let mut t = Tree {

@@ -30,17 +30,6 @@ fn history(env: &Env, ws: &Path) -> Vec<(String, Vec<String>)> {
     out
 }
 
-fn assert_restores(env: &Env, id: &str, want: &[String]) {
-    let out = env.path(&format!("r-{}", &id[..12]));
-    env.restore(id, &out);
-    assert_eq!(
-        listing(&out),
-        want,
-        "snapshot {id} does not restore byte for byte"
-    );
-    std::fs::remove_dir_all(&out).unwrap();
-}
-
 #[test]
 fn keep_last_frees_space_and_kept_snapshots_restore() {
     let env = Env::new();
@@ -68,7 +57,7 @@ fn keep_last_frees_space_and_kept_snapshots_restore() {
         kept.iter().map(|k| k.0.clone()).collect::<Vec<_>>()
     );
     for (id, want) in kept {
-        assert_restores(&env, id, want);
+        env.assert_restores(id, want);
     }
     env.ok(&["check", "--read-data"]);
     // A second gc has nothing left to do.
@@ -92,7 +81,7 @@ fn delete_single_snapshots_then_gc() {
     assert!(du(&env.store()) < before);
     assert_eq!(ids(&env, &ws).len(), 8);
     for (id, want) in hist.iter().filter(|(id, _)| *id != hist[1].0 && *id != hist[2].0) {
-        assert_restores(&env, id, want);
+        env.assert_restores(id, want);
     }
 }
 
@@ -117,7 +106,7 @@ fn killed_gc_leaves_a_checkable_store_and_the_next_gc_finishes() {
         assert!(!out.status.success(), "{point}: gc should have been killed");
         env.ok(&["check", "--read-data"]);
         for (id, want) in &hist[7..] {
-            assert_restores(&env, id, want);
+            env.assert_restores(id, want);
         }
         env.ok(&["gc", ws.to_str().unwrap(), "--keep-last", "3"]);
         let check = env.cmd().args(["check", "--read-data"]).output().unwrap();
@@ -179,7 +168,7 @@ fn gc_in_a_loop_while_snapshots_are_taken() {
     env.ok(&["gc", "--all", "--keep-last", "1"]);
     env.ok(&["check", "--read-data"]);
     for (id, want) in &written {
-        assert_restores(&env, id, want);
+        env.assert_restores(id, want);
     }
 }
 

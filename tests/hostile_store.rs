@@ -45,19 +45,7 @@ fn finishes(mut cmd: Command, secs: u64, what: &str) -> Output {
 fn limited(env: &Env, args: &[&str]) -> Output {
     let mut cmd = env.cmd();
     cmd.args(args);
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-            let lim = libc::rlimit {
-                rlim_cur: 1 << 30,
-                rlim_max: 1 << 30,
-            };
-            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    common::hostile::limit_memory(&mut cmd, 1 << 30);
     finishes(cmd, 120, &format!("{args:?}"))
 }
 
@@ -91,9 +79,10 @@ fn objects_claiming_more_than_the_store_allows_are_refused_unread() {
             stored: bomb,
         }]);
         let id = match kind {
-            ObjectKind::Chunk => {
-                forge.commit(&[tree(vec![file(b"huge", u32::MAX as u64, vec![bomb_id])])], &[])
-            }
+            // The entry claims a size one chunk can hold (a tree claiming
+            // more is refused before any chunk is looked at): the chunk's
+            // own claim is what is refused here.
+            ObjectKind::Chunk => forge.commit(&[tree(vec![file(b"huge", 1000, vec![bomb_id])])], &[]),
             ObjectKind::Tree => forge.snapshot(bomb_id),
         };
         let target = env.path("out");

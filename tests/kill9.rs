@@ -196,18 +196,6 @@ fn check(env: &Env, read_data: bool) {
     env.ok(&args);
 }
 
-fn restores_as(env: &Env, id: &str, want: &[String]) {
-    let out = env.path(&format!("verify-{}", &id[..16]));
-    let _ = std::fs::remove_dir_all(&out);
-    env.restore(id, &out);
-    assert_eq!(
-        listing(&out),
-        want,
-        "snapshot {id} does not restore byte for byte"
-    );
-    std::fs::remove_dir_all(&out).unwrap();
-}
-
 #[test]
 fn kill_9_snapshot() {
     let env = env();
@@ -238,7 +226,7 @@ fn kill_9_snapshot() {
     }
     check(&env, true);
     for (id, state) in &written {
-        restores_as(&env, id, state);
+        env.assert_restores(id, state);
     }
     report(
         "snapshot",
@@ -288,7 +276,7 @@ fn kill_9_gc() {
     env.ok(&["gc", "--all", "--min-age", "0s"]);
     check(&env, true);
     for (id, state) in &kept {
-        restores_as(&env, id, state);
+        env.assert_restores(id, state);
     }
     report(
         "gc",

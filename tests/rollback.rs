@@ -157,17 +157,7 @@ fn killed_rollback_can_be_rerun_and_the_safety_snapshot_is_intact() {
     let snap = env.snapshot(&ws);
     mess_up(&ws);
     let messed = listing(&ws);
-    let out = env
-        .cmd()
-        .args(["rollback", &snap, ws.to_str().unwrap()])
-        .env("MOAT_FAILPOINT", "rollback-step")
-        .output()
-        .unwrap();
-    assert!(
-        !out.status.success(),
-        "the failpoint should abort: {}",
-        show(&out)
-    );
+    let out = env.aborted_at("rollback-step", &["rollback", &snap, ws.to_str().unwrap()]);
     let safety = String::from_utf8_lossy(&out.stderr)
         .split_whitespace()
         .nth(2)

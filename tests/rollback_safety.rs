@@ -247,17 +247,7 @@ fn an_interrupted_rollback_rerun_leaves_no_temp_and_every_mtime_right() {
     layered(&ws);
     let snap = env.snapshot(&ws);
     mess_up(&ws);
-    let out = env
-        .cmd()
-        .args(["rollback", &snap, ws.to_str().unwrap()])
-        .env("MOAT_FAILPOINT", "rollback-step")
-        .output()
-        .unwrap();
-    assert!(
-        !out.status.success(),
-        "the failpoint should abort: {}",
-        show(&out)
-    );
+    env.aborted_at("rollback-step", &["rollback", &snap, ws.to_str().unwrap()]);
     let out = rollback(&env, &snap, &ws, &[]);
     assert!(out.status.success(), "{}", show(&out));
     let all = listing(&ws);

@@ -102,6 +102,39 @@ impl Env {
     }
 }
 
+impl Env {
+    /// Runs moat with `args` and `MOAT_FAILPOINT=point`, which must make it
+    /// abort (as `kill -9` would, at that step); returns its output.
+    pub fn aborted_at(&self, point: &str, args: &[&str]) -> Output {
+        let out = self
+            .cmd()
+            .args(args)
+            .env("MOAT_FAILPOINT", point)
+            .output()
+            .expect("run moat");
+        assert!(
+            !out.status.success(),
+            "the failpoint {point} should abort: {}",
+            show(&out)
+        );
+        out
+    }
+
+    /// Restores snapshot `id` into a fresh directory and checks it is `want`
+    /// (a `listing`) byte for byte.
+    pub fn assert_restores(&self, id: &str, want: &[String]) {
+        let out = self.path(&format!("verify-{}", &id[..16]));
+        let _ = fs::remove_dir_all(&out);
+        self.restore(id, &out);
+        assert_eq!(
+            listing(&out),
+            want,
+            "snapshot {id} does not restore byte for byte"
+        );
+        fs::remove_dir_all(&out).expect("remove the restored copy");
+    }
+}
+
 pub fn show(out: &Output) -> String {
     format!(
         "status {:?}\nstdout:\n{}\nstderr:\n{}",
