@@ -131,6 +131,8 @@ fn deep_trees_are_refused_without_overflowing_the_stack() {
         let err = assert_clean_failure(what, &run(&env, &args));
         assert!(err.contains("deeper than"), "{what}: {err}");
     }
+    let err = env.fails(&["check"]);
+    assert!(err.contains("deeper than"), "check: {err}");
     // Nothing was written below the restore target's first levels.
     assert!(!out.join("d/d/d/d/d/d/d/d/d/d/d/d/d/d/d/d/d/d/d/d/d").exists());
 }

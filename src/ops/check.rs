@@ -118,8 +118,10 @@ struct Seen {
 /// Checks every tree and file a snapshot reaches.
 fn walk(store: &Store, index: &Index, s: &SnapshotRecord, seen: &mut Seen, problems: &mut Vec<String>) {
     let chunk_max = store.config.chunk_max;
-    let mut stack = vec![(s.snap.root, String::new())];
-    while let Some((id, path)) = stack.pop() {
+    // Each tree with the depth of its entries (restore refuses a walk
+    // deeper than MAX_DEPTH).
+    let mut stack = vec![(s.snap.root, String::new(), 1)];
+    while let Some((id, path, depth)) = stack.pop() {
         if !seen.trees.insert(id) {
             continue;
         }
@@ -130,10 +132,19 @@ fn walk(store: &Store, index: &Index, s: &SnapshotRecord, seen: &mut Seen, probl
                 continue;
             }
         };
+        if depth > crate::format::tree::MAX_DEPTH && !tree.entries.is_empty() {
+            problems.push(format!(
+                "snapshot {}: {}: trees nested deeper than {} directories",
+                s.id.short(),
+                crate::ops::trees::show_path(path.trim_end_matches('/').as_bytes()),
+                crate::format::tree::MAX_DEPTH
+            ));
+            continue;
+        }
         for e in tree.entries {
             let child = format!("{path}{}", String::from_utf8_lossy(&e.name));
             match e.content {
-                Content::Dir(sub) => stack.push((sub, format!("{child}/"))),
+                Content::Dir(sub) => stack.push((sub, format!("{child}/"), depth + 1)),
                 Content::File(ids) => {
                     for p in check_file(index, chunk_max, &ids, e.size, &mut seen.chunks) {
                         problems.push(format!("snapshot {}: /{child}: {p}", s.id.short()));
