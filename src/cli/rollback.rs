@@ -18,7 +18,8 @@ pub struct RollbackArgs {
     /// Print the plan (in `diff --name-status` form) and change nothing
     #[arg(long)]
     dry_run: bool,
-    /// Allow a snapshot taken of another workspace
+    /// Allow a snapshot taken of another workspace, and replace what no
+    /// snapshot can hold (rollback names such paths when it refuses)
     #[arg(long)]
     force: bool,
     /// Decompress every file, even content the workspace already holds
