@@ -179,10 +179,12 @@ fn safety_snapshot(
         store,
         ws,
         &CaptureOptions {
-            walk: opts.walk.clone(),
+            walk: WalkOptions {
+                include,
+                ..opts.walk.clone()
+            },
             trigger: Trigger::Safety,
             message: format!("before rollback to {}", target.id.short()),
-            include,
             ..CaptureOptions::default()
         },
         progress,
