@@ -45,6 +45,12 @@ impl Watched {
 
     /// Starts `moat watch` and waits until it answers.
     fn start(&mut self) {
+        let _one = STARTS.lock().unwrap_or_else(|p| p.into_inner());
+        self.start_alone();
+    }
+
+    /// `start` for a caller that holds `STARTS`.
+    fn start_alone(&mut self) {
         let child = self
             .cmd()
             .args(["watch", self.ws.to_str().unwrap()])
@@ -319,6 +325,11 @@ fn fallbacks_say_why() {
 
 const QUEUE_KNOB: &str = "/proc/sys/fs/inotify/max_queued_events";
 
+/// Watchers of this binary start one at a time: the queue knob is global,
+/// and a watcher started while one test has it lowered would get the small
+/// queue too (and overflow where it must not).
+static STARTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Starts the watcher with a small inotify queue where the test may set
 /// one (root; the kernel reads the limit when the watcher starts, so it is
 /// put back at once); returns the queue length the watcher got.
@@ -327,8 +338,9 @@ fn start_with_small_queue(w: &mut Watched) -> usize {
         .ok()
         .and_then(|s| s.trim().parse::<usize>().ok());
     let small = 256;
+    let _one = STARTS.lock().unwrap_or_else(|p| p.into_inner());
     if old.is_some() && fs::write(QUEUE_KNOB, small.to_string()).is_ok() {
-        w.start();
+        w.start_alone();
         fs::write(QUEUE_KNOB, old.unwrap_or(16384).to_string()).unwrap();
         return small;
     }
@@ -336,7 +348,7 @@ fn start_with_small_queue(w: &mut Watched) -> usize {
         std::io::stderr(),
         "note: cannot lower {QUEUE_KNOB}; flooding the default queue"
     );
-    w.start();
+    w.start_alone();
     old.unwrap_or(16384)
 }
 

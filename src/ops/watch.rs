@@ -19,11 +19,11 @@ use crate::worktree::watch::{Hub, Status, platform_watcher, socket};
 /// called once every directory is watched and the socket answers.
 pub fn serve(store: &Store, ws: &Path, ready: &dyn Fn(&Path)) -> Result<()> {
     let home = crate::store::moat_home()?;
-    let (listener, path) = socket::bind(&home, ws)?;
+    let bound = socket::bind(&home, ws)?;
     let watcher = match platform_watcher(ws, store.own_dirs()) {
         Ok(w) => w,
         Err(e) => {
-            let _ = std::fs::remove_file(&path);
+            bound.remove();
             return Err(e);
         }
     };
@@ -34,19 +34,19 @@ pub fn serve(store: &Store, ws: &Path, ready: &dyn Fn(&Path)) -> Result<()> {
             h.pump(Duration::from_millis(200));
         }
     });
-    ready(&path);
+    ready(&bound.path);
     let status = || Status {
         workspace: ws.display().to_string(),
         pid: std::process::id(),
         ..hub.status()
     };
-    for conn in listener.incoming() {
+    for conn in bound.listener.incoming() {
         let Ok(conn) = conn else { continue };
-        if socket::serve_one(conn, &hub, &status) {
-            break;
+        if socket::serve_one(conn, &hub, &status, &bound) {
+            return Ok(());
         }
     }
-    let _ = std::fs::remove_file(&path);
+    bound.remove();
     Ok(())
 }
 
@@ -64,10 +64,12 @@ pub fn list() -> Result<Vec<Status>> {
         .collect();
     socks.sort();
     for p in socks {
+        // A socket that does not answer may be a watcher still starting
+        // (bound, not yet listening): only one nobody owns is removed.
         match socket::status(&p) {
             Ok(s) => out.push(s),
             Err(_) => {
-                let _ = std::fs::remove_file(&p);
+                socket::remove_if_stale(&p);
             }
         }
     }

@@ -6,12 +6,21 @@
 //! fields. Only processes of the user who owns `$MOAT_HOME` reach it. A
 //! capture that cannot connect, or gets no complete answer in time, walks
 //! (the answer is never half-used).
+//!
+//! Invariant: only the process holding the exclusive flock on
+//! `<hash>.lock` beside the socket creates or removes `<hash>.sock`, and it
+//! holds the lock for its whole life. So a starting watcher (whose socket
+//! exists a moment before it listens), a stopping one, `--status` and a new
+//! watcher never remove each other's socket; a socket whose lock nobody
+//! holds is stale.
 
+use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{Answer, Hub, Since, Status, Vouch};
 use crate::error::{Error, Result};
@@ -33,6 +42,41 @@ pub fn dir(home: &Path) -> PathBuf {
 pub fn socket_path(home: &Path, ws: &Path) -> PathBuf {
     let h = blake3::hash(ws.as_os_str().as_bytes()).to_hex();
     dir(home).join(format!("{}.sock", &h[..32]))
+}
+
+/// The lock file that owns socket `sock` (see the module doc).
+fn lock_path(sock: &Path) -> PathBuf {
+    sock.with_extension("lock")
+}
+
+/// Takes the lock owning `sock` without waiting; `None` while a watcher
+/// holds it.
+fn try_own(sock: &Path) -> Result<Option<File>> {
+    let path = lock_path(sock);
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    match f.try_lock() {
+        Ok(()) => Ok(Some(f)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+    }
+}
+
+/// Removes socket `sock` if no watcher owns it (a crashed watcher's);
+/// returns whether it did.
+pub fn remove_if_stale(sock: &Path) -> bool {
+    match try_own(sock) {
+        Ok(Some(_lock)) => {
+            let _ = std::fs::remove_file(lock_path(sock));
+            std::fs::remove_file(sock).is_ok()
+        }
+        _ => false,
+    }
 }
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
@@ -170,8 +214,10 @@ pub fn stop(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Serves one connection; returns true when asked to stop.
-pub fn serve_one(mut s: UnixStream, hub: &Hub, status: &dyn Fn() -> Status) -> bool {
+/// Serves one connection; returns true when asked to stop. A stop removes
+/// the socket (`bound`) before it answers, so when the asker hears back the
+/// path is free for a new watcher.
+pub fn serve_one(mut s: UnixStream, hub: &Hub, status: &dyn Fn() -> Status, bound: &Bound) -> bool {
     let _ = s.set_read_timeout(Some(TIMEOUT));
     let _ = s.set_write_timeout(Some(TIMEOUT));
     let mut op = [0u8; 1];
@@ -192,6 +238,7 @@ pub fn serve_one(mut s: UnixStream, hub: &Hub, status: &dyn Fn() -> Status) -> b
             false
         }
         STOP => {
+            bound.remove();
             let _ = s.write_all(&[1]);
             true
         }
@@ -199,22 +246,103 @@ pub fn serve_one(mut s: UnixStream, hub: &Hub, status: &dyn Fn() -> Status) -> b
     }
 }
 
-/// Binds the socket of workspace `ws`, replacing a stale one (a socket no
-/// watcher answers on). Fails if a watcher already answers.
-pub fn bind(home: &Path, ws: &Path) -> Result<(UnixListener, PathBuf)> {
+/// A watcher's socket and the lock that owns it (held while this lives).
+pub struct Bound {
+    pub listener: UnixListener,
+    pub path: PathBuf,
+    _lock: File,
+}
+
+impl Bound {
+    /// Removes the socket file (its owner may: it holds the lock).
+    pub fn remove(&self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// How long a new watcher waits for one that is stopping to let go.
+const HANDOVER: Duration = Duration::from_secs(10);
+
+/// Binds the socket of workspace `ws`, replacing a stale one (a crashed
+/// watcher's). Fails if a watcher already runs for `ws`; waits (boundedly)
+/// for one that is on its way out.
+pub fn bind(home: &Path, ws: &Path) -> Result<Bound> {
     let path = socket_path(home, ws);
     let d = dir(home);
     std::fs::create_dir_all(&d).map_err(|e| Error::io(&d, e))?;
-    if UnixStream::connect(&path).is_ok() {
-        return Err(Error::io(
+    let running = || {
+        Error::io(
             &path,
             std::io::Error::new(
                 std::io::ErrorKind::AlreadyExists,
                 "a watcher already runs for this workspace",
             ),
-        ));
-    }
+        )
+    };
+    let deadline = Instant::now() + HANDOVER;
+    let lock = loop {
+        if let Some(lock) = try_own(&path)? {
+            break lock;
+        }
+        // Held: by a live watcher (it answers, or will once it listens)
+        // or by one that is stopping (its socket is already gone).
+        if UnixStream::connect(&path).is_ok() || Instant::now() >= deadline {
+            return Err(running());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // Ours now: whatever socket is there is a dead watcher's.
     let _ = std::fs::remove_file(&path);
-    let l = UnixListener::bind(&path).map_err(|e| Error::io(&path, e))?;
-    Ok((l, path))
+    let listener = UnixListener::bind(&path).map_err(|e| Error::io(&path, e))?;
+    Ok(Bound {
+        listener,
+        path,
+        _lock: lock,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_owner_removes_a_socket() {
+        let home = tempfile::tempdir().unwrap();
+        let ws = Path::new("/some/workspace");
+        let bound = bind(home.path(), ws).unwrap();
+        // A second watcher of the same workspace is refused.
+        let again = bind(home.path(), ws);
+        assert!(again.is_err_and(|e| e.to_string().contains("already runs")));
+        // --status never removes a socket its owner holds, even one that
+        // does not answer (a watcher between bind and listen looks so).
+        assert!(!remove_if_stale(&bound.path));
+        assert!(bound.path.exists());
+        drop(bound);
+        // The owner died without removing it: stale, replaced by the next.
+        let sock = socket_path(home.path(), ws);
+        assert!(sock.exists());
+        let next = bind(home.path(), ws).unwrap();
+        assert!(UnixStream::connect(&next.path).is_ok());
+        drop(next);
+        assert!(remove_if_stale(&sock));
+        assert!(!sock.exists());
+    }
+
+    #[test]
+    fn a_stopping_watcher_hands_its_socket_over() {
+        let home = tempfile::tempdir().unwrap();
+        let ws = Path::new("/w");
+        let old = bind(home.path(), ws).unwrap();
+        // The stop answer is sent after the socket is removed; the old
+        // watcher may still hold the lock for a moment as it exits.
+        old.remove();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            drop(old);
+        });
+        let new = bind(home.path(), ws).unwrap();
+        t.join().unwrap();
+        assert!(UnixStream::connect(&new.path).is_ok());
+        drop(new);
+    }
 }
