@@ -341,7 +341,7 @@ fn run_pre_run_snapshot_is_the_workspace_before_the_command() {
         let out = env
             .cmd()
             .env("MOAT_HOME", &home)
-            .args(["run", "--workspace"])
+            .args(["--verbose", "run", "--workspace"])
             .arg(&ws)
             .args(["--", "sh", "-c", "echo during > big; rm d0/f0; echo new > made"])
             .output()

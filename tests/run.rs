@@ -2,8 +2,9 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
+use common::run::*;
 use common::*;
 
 /// The script waits for each snapshot by asking moat (a condition, not a
@@ -26,28 +27,6 @@ wait_for idle
 echo last > final.txt
 exit 7
 "#;
-
-/// `moat run --workspace WS -- CMD...` with the test's store and home.
-fn moat_run(env: &Env, ws: &std::path::Path, cmd: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_moat"));
-    c.args(["run", "--workspace", ws.to_str().unwrap(), "--"])
-        .args(cmd)
-        .env("MOAT_STORE", env.store())
-        .env("MOAT_HOME", env.path("home"))
-        .stdin(Stdio::null());
-    c
-}
-
-/// A moat command that reads the test's runs (`runs`, `trace`).
-fn moat_home(env: &Env, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_moat"))
-        .args(args)
-        .env("MOAT_HOME", env.path("home"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", show(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn files_of(env: &Env, id: &str) -> Vec<String> {
     let v: serde_json::Value = serde_json::from_str(&env.ok(&["ls", id, "--json"])).unwrap();
@@ -95,7 +74,7 @@ fn run_takes_pre_run_commit_build_idle_and_post_run_snapshots() {
         "moat exits with CMD's code: {}",
         show(&out)
     );
-    let log = String::from_utf8_lossy(&out.stderr);
+    let log = run_log(&env, &last_run_id(&env));
     assert!(log.contains("tracer: ptrace"), "{log}");
 
     let runs: serde_json::Value = serde_json::from_str(&moat_home(&env, &["runs", "--json"])).unwrap();
@@ -184,7 +163,7 @@ fn growth_guard_refuses_automatic_snapshots_and_warns_on_manual_ones() {
     let script = "mkdir -p node_modules/pkg && for i in 1 2 3 4 5 6 7 8 9 10; do echo $i > node_modules/pkg/f$i.js; done";
     let out = moat_run(&env, &ws, &["sh", "-c", script]).output().unwrap();
     assert!(out.status.success(), "{}", show(&out));
-    let log = String::from_utf8_lossy(&out.stderr);
+    let log = run_log(&env, &last_run_id(&env));
     assert!(
         log.contains("post-run snapshot not taken") && log.contains("node_modules/ (10 files"),
         "{log}"

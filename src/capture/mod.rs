@@ -12,9 +12,12 @@
 //! `ingest` in the background while its command already works.
 //!
 //! Invariants: after `stage` returns, the workspace is never read again, so
-//! the snapshot is the workspace as of staging. A file is stored only if
-//! its stat before and after reading (or cloning) agree, so a file written
-//! meanwhile is re-read, never stored torn.
+//! the snapshot is the workspace as of staging, and git's HEAD is read
+//! then too. A file is stored only if its stat before and after reading (or
+//! cloning) agree, so a file written meanwhile is re-read, never stored
+//! torn. The parent is the workspace's newest snapshot when the capture
+//! commits, so captures staged one after another and committed in that
+//! order chain up.
 //!
 //! Uses `worktree`, `store`, `format` and `util`.
 
@@ -22,6 +25,7 @@ mod assemble;
 pub mod chunker;
 mod guard;
 mod prior;
+mod provisional;
 mod read;
 mod stage;
 mod watched;
@@ -30,17 +34,19 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use rayon::prelude::*;
 
-pub use guard::Guard;
+pub use guard::{Base, Guard};
+pub use provisional::Provisional;
 pub use stage::StagingReport;
 
 use crate::capture::chunker::ChunkParams;
 use crate::error::Result;
 use crate::format::id::ObjectId;
-use crate::format::snapshot::{self, Snapshot, Stats, Trigger};
+use crate::format::snapshot::{self, GitInfo, Snapshot, Stats, Trigger};
 use crate::format::statcache::{FileStat, Meta, Token};
 use crate::store::Store;
 use crate::store::writer::ObjectWriter;
@@ -71,6 +77,12 @@ pub struct CaptureOptions {
     pub clone: bool,
     /// Where to learn what changed since the cached scan.
     pub watch: WatchLink,
+    /// The snapshot is the workspace at the instant its trigger names
+    /// (false: some time after it).
+    pub exact: bool,
+    /// A capture staged before this one and not committed yet: this one's
+    /// parent (for the growth guard, and files it need not read again).
+    pub parent: Option<Arc<Provisional>>,
 }
 
 impl Default for CaptureOptions {
@@ -86,6 +98,8 @@ impl Default for CaptureOptions {
             zstd_level: None,
             clone: true,
             watch: WatchLink::default(),
+            exact: true,
+            parent: None,
         }
     }
 }
@@ -140,6 +154,9 @@ pub struct Scan {
     pub unwalked: (Vec<Vec<u8>>, bool),
     /// moat temp names the walk met (leftovers of a crashed rollback).
     pub stale_temps: Vec<Vec<u8>>,
+    /// Every file is as it was at staging (false when a file a pending
+    /// parent vouched for had to be read again and had changed).
+    pub exact: bool,
 }
 
 /// A scan between its phases: every workspace file it needs has been read
@@ -148,10 +165,12 @@ struct Pending {
     ws: PathBuf,
     start_ns: i64,
     cache_ns: i64,
-    nodes: Vec<Node>,
+    nodes: Arc<Vec<Node>>,
     results: Vec<Option<FileResult>>,
     /// (node index, staged copy, the workspace file's stat when copied).
     staged: Vec<(usize, stage::Copy, FileStat)>,
+    /// Files a pending parent will store as they are (see `provisional`).
+    deferred: Vec<usize>,
     stage_dir: Option<StageDir>,
     files_read: u64,
     warnings: Vec<String>,
@@ -160,13 +179,17 @@ struct Pending {
 }
 
 /// Walks `ws` (canonical), or only what a watcher says changed, then
-/// stages or reads every file the stat cache cannot vouch for.
+/// stages or reads every file neither the stat cache nor a pending
+/// `parent` can vouch for. `base` says what the parent held (the guard
+/// asks only when its cheap count is over a limit).
 #[allow(clippy::too_many_arguments)]
 fn prepare(
     store: &Store,
     ws: &Path,
     walk_opts: &WalkOptions,
     guard: Option<&Guard>,
+    base: impl FnOnce() -> Result<Base>,
+    parent: Option<&Provisional>,
     cloner: Option<&dyn Cloner>,
     writer: &ObjectWriter,
     watch: &WatchLink,
@@ -185,16 +208,18 @@ fn prepare(
     let mut warnings = std::mem::take(&mut found.warnings);
     let nodes = std::mem::take(&mut found.nodes);
     let mut results = std::mem::take(&mut found.results);
-    let to_read: Vec<usize> = (0..nodes.len())
+    let (deferred, to_read): (Vec<usize>, Vec<usize>) = (0..nodes.len())
         .filter(|&i| nodes[i].kind == NodeKind::File && results[i].is_none())
-        .collect();
+        .partition(|&i| parent.is_some_and(|p| p.vouches(&nodes[i].rel, &nodes[i].stat)));
     if let Some(g) = guard {
         let old_size = |i: usize| match &found.prior[i] {
             Prior::Changed(s) => Some(*s),
             Prior::Same => Some(nodes[i].stat.size),
             _ => None,
         };
-        warnings.extend(guard::check_growth(g, &nodes, &to_read, &old_size)?);
+        warnings.extend(guard::check_growth(
+            g, ws, &nodes, &to_read, &old_size, base, store,
+        )?);
     }
     let stage::Staging {
         dir: stage_dir,
@@ -219,9 +244,10 @@ fn prepare(
         ws: ws.to_path_buf(),
         start_ns,
         cache_ns,
-        nodes,
+        nodes: Arc::new(nodes),
         results,
         staged,
+        deferred,
         stage_dir,
         files_read: to_read.len() as u64,
         warnings,
@@ -266,6 +292,15 @@ fn finish(store: &Store, mut p: Pending, writer: &ObjectWriter, progress: &dyn P
         p.results[i] = Some(r);
     }
     drop(p.stage_dir.take());
+    let exact = provisional::resolve(
+        store,
+        &p.ws,
+        &p.nodes,
+        &p.deferred,
+        &mut p.results,
+        params,
+        writer,
+    )?;
     let f = &mut p.found;
     let meta = prior::meta(&p.ws, p.cache_ns, f.walk_key, std::mem::take(&mut f.excludes));
     // The cache on disk can stay only if it was built the same way.
@@ -348,6 +383,7 @@ fn finish(store: &Store, mut p: Pending, writer: &ObjectWriter, progress: &dyn P
         skipped,
         unwalked,
         stale_temps: std::mem::take(&mut f.temps),
+        exact,
     })
 }
 
@@ -366,6 +402,8 @@ pub fn scan_dry(
         store,
         &ws,
         walk_opts,
+        None,
+        || Ok(Base::First),
         None,
         None,
         &writer,
@@ -392,7 +430,8 @@ pub fn capture(
 pub struct Staged<'a> {
     store: &'a Store,
     started: Instant,
-    parent: Option<(ObjectId, Snapshot)>,
+    /// git's HEAD as of staging.
+    git: Option<GitInfo>,
     writer: ObjectWriter<'a>,
     opts: CaptureOptions,
     pending: Pending,
@@ -410,34 +449,39 @@ pub fn stage<'a>(
     let ws = crate::worktree::workspace_root(workspace)?;
     // The writer takes the store's shared lock before anything is read.
     let mut writer = ObjectWriter::new(store)?;
-    let parent = store.latest_of(&ws)?;
     if let Some(level) = opts.zstd_level {
         writer = writer.with_level(level);
     }
     let cloner = opts.clone.then(|| clone::cloner(true));
-    match prepare(
+    let committed = || Ok::<_, crate::error::Error>(store.latest_of(&ws)?.map(|(_, s)| s.root));
+    let base = || match &opts.parent {
+        Some(p) => Ok(Base::Staged(p.walk.clone(), committed()?)),
+        None => Ok(committed()?.map_or(Base::First, Base::Tree)),
+    };
+    let prepared = prepare(
         store,
         &ws,
         &opts.walk,
         opts.guard.as_ref(),
+        base,
+        opts.parent.as_deref(),
         cloner,
         &writer,
         &opts.watch,
         progress,
-    ) {
-        Ok(pending) => Ok(Staged {
-            store,
-            started,
-            parent,
-            writer,
-            opts: opts.clone(),
-            pending,
-        }),
-        Err(e) => {
-            writer.abandon();
-            Err(e)
-        }
-    }
+    );
+    // HEAD as of the same instant as the files (a held commit has finished
+    // writing it; nothing else has moved it yet). An error drops the writer,
+    // which removes what it wrote.
+    let git = crate::worktree::git::head(&ws);
+    Ok(Staged {
+        store,
+        started,
+        git,
+        writer,
+        opts: opts.clone(),
+        pending: prepared?,
+    })
 }
 
 impl Staged<'_> {
@@ -446,12 +490,28 @@ impl Staged<'_> {
         &self.pending.staging
     }
 
+    /// This capture as the next one's pending parent, until it commits.
+    pub fn provisional(&self) -> Provisional {
+        Provisional::of(&self.pending)
+    }
+
+    /// git's HEAD as of staging.
+    pub fn git(&self) -> Option<&GitInfo> {
+        self.git.as_ref()
+    }
+
+    /// The moment this capture names had passed before staging finished
+    /// (a held process was let go early): the snapshot is not exact.
+    pub fn mark_inexact(&mut self) {
+        self.opts.exact = false;
+    }
+
     /// The second phase: ingest the staged copies and commit the snapshot.
     pub fn ingest(self, progress: &dyn Progress) -> Result<CaptureReport> {
         let Staged {
             store,
             started,
-            parent,
+            git,
             mut writer,
             opts,
             pending,
@@ -465,7 +525,7 @@ impl Staged<'_> {
         crate::util::failpoint("before-snapshot");
         // The writer (and its shared lock) lives until the snapshot is
         // committed: a gc must not run between the index and the snapshot.
-        let report = commit(store, &opts, parent, scan, started)?;
+        let report = commit(store, &opts, git, scan, started)?;
         writer.close();
         progress.finish();
         Ok(report)
@@ -473,11 +533,12 @@ impl Staged<'_> {
 }
 
 /// Publishes the snapshot (unless unchanged), its pin, the stat cache and
-/// the watch token.
+/// the watch token. The parent is the workspace's newest snapshot now, at
+/// the commit.
 fn commit(
     store: &Store,
     opts: &CaptureOptions,
-    parent: Option<(ObjectId, Snapshot)>,
+    git: Option<GitInfo>,
     scan: Scan,
     started: Instant,
 ) -> Result<CaptureReport> {
@@ -497,9 +558,11 @@ fn commit(
         mut skipped,
         unwalked,
         stale_temps,
+        exact,
         ..
     } = scan;
     stats.duration_ns = started.elapsed().as_nanos() as u64;
+    let parent = store.latest_of(&ws)?;
     carry_skipped(&mut skipped, parent.as_ref().map(|p| &p.1), &unwalked);
     stats.skipped = skipped.len() as u64;
     let snap = Snapshot {
@@ -512,11 +575,11 @@ fn commit(
         time_ns: start_ns,
         trigger: opts.trigger,
         message: opts.message.clone(),
-        git: crate::worktree::git::head(&ws),
+        git,
         run_id: opts.run_id.clone(),
         stats,
         skipped: skipped.into_iter().map(serde_bytes::ByteBuf::from).collect(),
-        exact: true,
+        exact: opts.exact && exact,
         scan,
     };
     let outcome = match &parent {

@@ -70,30 +70,32 @@ pub fn run_gc(ctx: &Ctx, a: GcArgs) -> moat::Result<i32> {
             &a.workspace.unwrap_or_else(|| PathBuf::from(".")),
         )?),
     };
-    let policy = Policy {
+    let flags = Policy {
         keep_last: a.keep_last,
         keep_within_ns: a.keep_within,
         keep_hourly: a.keep_hourly,
         keep_daily: a.keep_daily,
         keep_weekly: a.keep_weekly,
-        max_count: None,
         delete_initial: a.delete_initial,
+        ..Policy::default()
     };
     let opts = GcOptions {
-        policy,
-        workspace,
+        policy: flags,
+        workspace: workspace.clone(),
         dry_run: a.dry_run,
         min_age_ns: a.min_age,
-        // A workspace's moat.yaml adds its retention to the command's.
-        workspace_policy: Some(std::sync::Arc::new(|ws: &std::path::Path, mut p: Policy| {
-            if let Ok((cfg, Some(_))) = WorkspaceConfig::load(ws, None) {
-                let r = &cfg.snapshots.retention;
-                p.max_count = Some(r.max_count as usize);
-                p.delete_initial |= r.delete_initial;
-            }
-            p
-        })),
+        workspace_policy: Some(std::sync::Arc::new(workspace_policy)),
     };
+    if a.dry_run {
+        match &workspace {
+            Some(ws) => println!("policy: {}", workspace_policy(ws, opts.policy.clone()).describe()),
+            None if opts.policy.is_empty() => println!(
+                "policy: each workspace's moat.yaml retention, else the default: {}",
+                Policy::time_machine().describe()
+            ),
+            None => println!("policy: {}", opts.policy.describe()),
+        }
+    }
     let progress = bar::progress(ctx.quiet);
     let wait = || errln!("moat: waiting for running snapshots and restores to finish...");
     let r = gc::gc(&store, &opts, progress.as_ref(), wait)?;
@@ -145,6 +147,25 @@ pub fn run_gc(ctx: &Ctx, a: GcArgs) -> moat::Result<i32> {
         );
         Ok(1)
     }
+}
+
+/// The policy of one workspace: the command's rules when it gives any
+/// (plus `moat.yaml`'s max_count), else the workspace's configured policy
+/// (its `moat.yaml` retention, or the time-based default).
+fn workspace_policy(ws: &std::path::Path, flags: Policy) -> Policy {
+    let cfg = WorkspaceConfig::load(ws, None)
+        .map(|(c, _)| c)
+        .unwrap_or_default();
+    let r = &cfg.snapshots.retention;
+    if flags.is_empty() {
+        let mut p = Policy::for_workspace(r);
+        p.delete_initial |= flags.delete_initial;
+        return p;
+    }
+    let mut p = flags;
+    p.max_count = r.max_count.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+    p.delete_initial |= r.delete_initial;
+    p
 }
 
 fn age(ns: i64) -> String {

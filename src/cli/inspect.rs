@@ -169,7 +169,8 @@ pub fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> moat::Result<i32> {
             "{:<13}  {:<19}  {:<10}  {:>7}  {:>10}  {msg}",
             format!("{}{}", r.id.short(), if pins.contains(&r.id) { "*" } else { "" }),
             fmt::time(s.time_ns),
-            s.trigger.name(),
+            // `~`: not exact, taken some time after its moment.
+            format!("{}{}", s.trigger.name(), if s.exact { "" } else { "~" }),
             s.stats.files,
             fmt::bytes(s.stats.new_bytes),
         );

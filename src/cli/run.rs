@@ -13,7 +13,9 @@ use super::{Ctx, fmt, out};
 
 #[derive(Args)]
 pub struct RunArgs {
-    /// Workspace to run in and snapshot [default: current directory]
+    /// Workspace to run in and snapshot [default: the repository or
+    /// snapshotted workspace the current directory is in, where CMD then
+    /// runs; else the current directory]
     #[arg(long)]
     workspace: Option<PathBuf>,
     /// Configuration file [default: moat.yaml or agent.yaml in the workspace]
@@ -93,31 +95,40 @@ fn wait_signal(set: &libc::sigset_t) -> (i32, bool) {
 
 pub fn run_run(ctx: &Ctx, a: RunArgs) -> moat::Result<i32> {
     forward_signals();
-    let ws = moat::worktree::workspace_root(&a.workspace.unwrap_or_else(|| PathBuf::from(".")))?;
+    let store = ctx.open_or_create()?;
+    // CMD runs in the workspace given, else where moat was started.
+    let cwd = match &a.workspace {
+        Some(w) => moat::worktree::workspace_root(w)?,
+        None => moat::worktree::workspace_root(&PathBuf::from("."))?,
+    };
+    let (ws, why) = super::snapshot::choose_workspace(&store, a.workspace)?;
     // The run's snapshots walk by `config.walk_options`, as `scan` does.
     let rules = config::scan(&ws, a.config.as_deref(), Default::default())?;
-    let store = ctx.open_or_create()?;
-    // Whatever becomes of moat's stderr (`2>&1 | head -1`), the command
+    let mut notes = vec![why];
+    if let Some(f) = &rules.file {
+        notes.push(format!("config {}", out::quote_path(f)));
+    }
+    // moat says nothing on CMD's terminal unless asked: the run's log has
+    // it. Whatever becomes of moat's stderr (`2>&1 | head -1`), the command
     // runs: these lines never fail.
-    let log = |l: &str| {
-        if !ctx.quiet {
+    let live = |l: &str| {
+        if ctx.verbose {
             errln!("moat: {l}");
         }
     };
-    if let Some(f) = &rules.file {
-        log(&format!("config {}", out::quote_path(f)));
-    }
     let mut cmd = a.cmd.into_iter();
     let program = cmd.next().unwrap_or_default();
     let opts = RunOptions {
         workspace: ws,
+        cwd,
+        notes,
         config: rules.config,
         program,
         args: cmd.collect(),
         runs_dir: moat_home()?.join("runs"),
         clone: !a.no_clone,
     };
-    run::run(&store, opts, &log, &CHILD)
+    run::run(&store, opts, &live, &CHILD)
 }
 
 fn find_run(prefix: &str) -> moat::Result<run::RunInfo> {
@@ -140,21 +151,24 @@ pub fn run_runs(_ctx: &Ctx, a: RunsArgs) -> moat::Result<i32> {
         return Ok(0);
     }
     outln!(
-        "{:<12}  {:<19}  {:>4}  {:>5}  {:<14}  command",
+        "{:<12}  {:<19}  {:>4}  {:>5}  {:<12}  {:<14}  command",
         "id",
         "start (UTC)",
         "exit",
         "snaps",
+        "pre-run",
         "tracer"
     );
     for r in runs {
         let exit = r.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into());
+        let pre = r.pre_run.as_deref().map_or("-", |p| &p[..p.len().min(12)]);
         outln!(
-            "{:<12}  {:<19}  {:>4}  {:>5}  {:<14}  {}",
+            "{:<12}  {:<19}  {:>4}  {:>5}  {:<12}  {:<14}  {}",
             r.id,
             fmt::time(r.start_ns),
             exit,
             r.snapshots.len(),
+            pre,
             r.tracer,
             out::escape(&r.command.join(" "))
         );
@@ -164,7 +178,8 @@ pub fn run_runs(_ctx: &Ctx, a: RunsArgs) -> moat::Result<i32> {
 
 pub fn run_trace(_ctx: &Ctx, a: TraceArgs) -> moat::Result<i32> {
     let r = find_run(&a.run)?;
-    let events = run::events(&moat_home()?.join("runs"), &r.id)?;
+    let runs = moat_home()?.join("runs");
+    let events = run::events(&runs, &r.id)?;
     if a.json {
         for e in &events {
             outln!("{}", serde_json::to_string(e).unwrap_or_default());
@@ -195,6 +210,12 @@ pub fn run_trace(_ctx: &Ctx, a: TraceArgs) -> moat::Result<i32> {
             out::escape(&e.command),
             out::escape(&e.args.join(" "))
         );
+    }
+    if let Some(log) = run::log::read(&run::run_dir(&runs, &r.id)) {
+        outln!("\nwhat moat did ({}):", run::log::FILE_NAME);
+        for line in log.lines() {
+            outln!("{}", out::escape(line));
+        }
     }
     Ok(0)
 }

@@ -1,17 +1,19 @@
 //! `moat snapshot`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
+use moat::Store;
 use moat::capture::{self, CaptureOptions, Guard, Outcome};
 use moat::worktree::config;
 use moat::worktree::walk::WalkOptions;
 
-use super::{Ctx, bar, fmt, inspect};
+use super::{Ctx, bar, fmt, inspect, out};
 
 #[derive(Args)]
 pub struct SnapshotArgs {
-    /// Workspace directory [default: current directory]
+    /// Workspace directory [default: the repository or snapshotted
+    /// workspace the current directory is in, else the current directory]
     workspace: Option<PathBuf>,
     /// Message stored with the snapshot
     #[arg(short, long, default_value = "")]
@@ -41,7 +43,10 @@ pub struct SnapshotArgs {
 
 pub fn run(ctx: &Ctx, a: SnapshotArgs) -> moat::Result<i32> {
     let store = ctx.open_or_create()?;
-    let ws = moat::worktree::workspace_root(&a.workspace.unwrap_or_else(|| PathBuf::from(".")))?;
+    let (ws, why) = choose_workspace(&store, a.workspace)?;
+    if ctx.verbose {
+        errln!("moat: {why}");
+    }
     let walk = WalkOptions {
         no_ignore: a.no_ignore,
         excludes: a.exclude,
@@ -125,6 +130,24 @@ pub fn run(ctx: &Ctx, a: SnapshotArgs) -> moat::Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// The workspace to snapshot: the one given, else the root of the current
+/// directory's (`worktree::find_root`); and a line saying which and why.
+pub fn choose_workspace(store: &Store, given: Option<PathBuf>) -> moat::Result<(PathBuf, String)> {
+    if let Some(p) = given {
+        let ws = moat::worktree::workspace_root(&p)?;
+        let why = format!("workspace {} (given)", out::quote_path(&ws));
+        return Ok((ws, why));
+    }
+    let mut known = None;
+    let (ws, found) = moat::worktree::find_root(Path::new("."), |dir| {
+        known
+            .get_or_insert_with(|| moat::worktree::snapshotted(store))
+            .contains(dir)
+    })?;
+    let why = format!("workspace {} ({})", out::quote_path(&ws), found.describe());
+    Ok((ws, why))
 }
 
 fn parse_level(s: &str) -> Result<i32, String> {

@@ -1,20 +1,26 @@
 //! `moat run -- CMD`: run a command (an agent) in a workspace, trace what
-//! its process tree executes, and take snapshots at the moments that matter:
-//! `pre-run` before CMD starts, `git-commit` and `build` after such a
-//! command exits 0, `idle` once files changed and then stayed quiet for
+//! its process tree executes, and take a snapshot at every moment that
+//! matters: `pre-run` before CMD starts, `git-commit` and `build` when such
+//! a command exits 0, `idle` once files changed and then stayed quiet for
 //! `idle_threshold_seconds`, and `post-run` when CMD exits.
 //!
-//! Invariants: CMD is never blocked by moat (events flow through a bounded
-//! channel; snapshots run on their own thread); the pre-run snapshot is
-//! staged before CMD starts (every file it needs is cloned or read, so it
-//! is the workspace before CMD) and ingested in the background while CMD
-//! already works, before any later snapshot; snapshots of one trigger are at most one per
-//! 2 s; automatic snapshots obey the growth guard; moat returns CMD's exit
-//! code. A run is recorded under `$MOAT_HOME/runs/<id>/` (`run.json`,
-//! `exec.jsonl`).
+//! Invariants: each snapshot is the workspace at its moment. The pre-run
+//! snapshot is staged before CMD starts (and ingested in the background
+//! while CMD works). Under ptrace a successful commit or build is held at
+//! its exit until its snapshot is staged (`snapper.rs`), so its parent
+//! cannot run the next command in between; other tracers cannot hold, and
+//! their commit and build snapshots are marked not exact. No moment is
+//! dropped (`snapper.rs` coalesces, never debounces). Automatic snapshots
+//! obey the growth guard. moat says nothing on CMD's terminal: what it did
+//! goes to `runs/<id>/moat.log` (`log.rs`); it returns CMD's exit code. A
+//! run is recorded under `$MOAT_HOME/runs/<id>/` (`run.json`, `exec.jsonl`,
+//! `moat.log`).
 //!
 //! Uses `ops`, `capture`, `worktree`, `store`, `format` and `util`.
 
+mod idle;
+pub mod log;
+mod snapper;
 pub mod trace;
 
 use std::fs::File;
@@ -23,23 +29,19 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::capture::{self, CaptureOptions, Guard, Outcome};
 use crate::error::{Error, IoContext, Result};
 use crate::format::snapshot::Trigger;
-use crate::ops::gc::retention::Policy;
 use crate::store::Store;
 use crate::util::fs as fsutil;
-use crate::util::progress::NoProgress;
-use crate::worktree::config::WorkspaceConfig;
-use crate::worktree::walk::WalkOptions;
-use trace::{EventSink, ExecEvent, Launch};
-
-/// Same-trigger snapshots closer than this are skipped.
-const DEBOUNCE: Duration = Duration::from_secs(2);
+use crate::worktree::config::{Triggers, WorkspaceConfig};
+use idle::IdleWatch;
+pub use log::{Log, RunLog};
+use snapper::{Moment, Snapper};
+use trace::{EventSink, ExecEvent, Holder, Launch, Release};
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct RunInfo {
@@ -52,21 +54,30 @@ pub struct RunInfo {
     pub exit_code: Option<i32>,
     /// (trigger, snapshot id) of every snapshot the run wrote.
     pub snapshots: Vec<(String, String)>,
+    /// The snapshot of the state before the run (when it was taken).
+    #[serde(default)]
+    pub pre_run: Option<String>,
+    /// How long each held process was held at its exit, ns, in order.
+    #[serde(default)]
+    pub holds_ns: Vec<u64>,
     pub dropped_events: u64,
 }
 
 pub struct RunOptions {
+    /// The workspace root (canonical).
     pub workspace: PathBuf,
+    /// Where CMD runs (the workspace or a directory inside it).
+    pub cwd: PathBuf,
     pub config: WorkspaceConfig,
     pub program: std::ffi::OsString,
     pub args: Vec<std::ffi::OsString>,
     pub runs_dir: PathBuf,
     /// Stage snapshots by cloning (see `capture`).
     pub clone: bool,
+    /// Lines for the run's log from before it started (which workspace,
+    /// which config file).
+    pub notes: Vec<String>,
 }
-
-/// The log line sink (the CLI prints to stderr).
-pub type Log<'a> = &'a (dyn Fn(&str) + Sync);
 
 pub fn run_dir(runs_dir: &Path, id: &str) -> PathBuf {
     runs_dir.join(id)
@@ -82,18 +93,23 @@ fn save_info(dir: &Path, info: &RunInfo) -> Result<()> {
     fsutil::atomic_write(dir, &dir.join("run.json"), &json, false)
 }
 
-/// Runs CMD under the tracer; returns its exit code. `on_start` receives
-/// the child's pid (for signal forwarding).
-pub fn run(store: &Store, opts: RunOptions, log: Log, child_pid: &AtomicI32) -> Result<i32> {
+/// Runs CMD under the tracer; returns its exit code. `live` receives every
+/// log line as it happens (the CLI prints them with `--verbose`);
+/// `child_pid` the command's pid (for signal forwarding).
+pub fn run(store: &Store, opts: RunOptions, live: Log, child_pid: &AtomicI32) -> Result<i32> {
     let ws = crate::worktree::workspace_root(&opts.workspace)?;
     let id = new_run_id();
     let dir = run_dir(&opts.runs_dir, &id);
     std::fs::create_dir_all(&dir).at(&dir)?;
+    let log = RunLog::create(&dir, live)?;
+    for n in &opts.notes {
+        log.line(n);
+    }
     let mut command = vec![opts.program.to_string_lossy().into_owned()];
     command.extend(opts.args.iter().map(|a| a.to_string_lossy().into_owned()));
-    let (tracer, tracer_log) = trace::pick(opts.config.tracing.disable_exec);
+    let (mut tracer, tracer_log) = trace::pick(opts.config.tracing.disable_exec);
     for l in &tracer_log {
-        log(l);
+        log.line(l);
     }
     let info = Arc::new(Mutex::new(RunInfo {
         id: id.clone(),
@@ -104,40 +120,57 @@ pub fn run(store: &Store, opts: RunOptions, log: Log, child_pid: &AtomicI32) -> 
         ..RunInfo::default()
     }));
     save_info(&dir, &lock(&info))?;
-    log(&format!("run {id} in {}", ws.display()));
+    log.line(&format!("run {id} in {}", ws.display()));
 
-    let snapper = Snapper {
-        store,
-        ws: ws.clone(),
-        cfg: opts.config.clone(),
-        run_id: id.clone(),
-        info: info.clone(),
-        clone: opts.clone,
-        pool: background_pool(),
-    };
     let cfg = &opts.config;
-    let pre_run = (!cfg.snapshots.disabled && !cfg.snapshots.triggers.disable_pre_run)
-        .then(|| snapper.stage(Trigger::PreRun, log))
+    let snapshots = !cfg.snapshots.disabled;
+    let (moments, moments_rx) = mpsc::channel::<Moment>();
+    let wanted = Wanted {
+        ws: ws.clone(),
+        triggers: cfg.snapshots.triggers.clone(),
+    };
+    let holds = snapshots
+        && tracer.hold_with(Arc::new(MomentHolder {
+            tx: moments.clone(),
+            wanted: wanted.clone(),
+        }));
+    if snapshots {
+        log.line(match holds {
+            true => "commits and builds are held at their exit until their snapshot is staged",
+            false => "this tracer cannot hold processes: commit and build snapshots are taken after the fact",
+        });
+    }
+    let snapper = Snapper::new(
+        store,
+        ws.clone(),
+        cfg.clone(),
+        id.clone(),
+        info.clone(),
+        opts.clone,
+        &log,
+        background_pool(),
+    );
+    let pre_run = (snapshots && !cfg.snapshots.triggers.disable_pre_run)
+        .then(|| snapper.stage_first())
         .flatten();
     let env = vec![("MOAT_RUN_ID".into(), id.clone().into())];
     let launch = Launch {
         program: opts.program,
         args: opts.args,
-        cwd: ws.clone(),
+        cwd: opts.cwd,
         env,
     };
     let (sink, events) = EventSink::channel(4096);
-    let (req_tx, req_rx) = mpsc::channel::<Trigger>();
+    let (ready, ready_rx) = mpsc::channel();
+    if let Some(r) = pre_run {
+        let _ = ready.send(r);
+    }
     let exec_log = File::create(dir.join("exec.jsonl")).at(dir.join("exec.jsonl"))?;
     let code = std::thread::scope(|s| -> Result<i32> {
-        let worker = s.spawn(|| {
-            if let Some(staged) = pre_run {
-                snapper.ingest(Trigger::PreRun, staged, log);
-            }
-            snapper.serve(req_rx, log)
-        });
-        let triggers = req_tx.clone();
-        let consumer = s.spawn(move || consume(events, exec_log, cfg, &triggers));
+        let ingester = s.spawn(|| snapper.ingest_all(ready_rx));
+        let stager = s.spawn(|| snapper.stage_all(moments_rx, ready));
+        let from_events = (snapshots && !holds).then(|| moments.clone());
+        let consumer = s.spawn(move || consume(events, exec_log, &wanted, from_events));
         let traced = s.spawn(|| {
             let started = |pid: i32| child_pid.store(pid, Ordering::SeqCst);
             let r = tracer.run(&launch, &sink, &started);
@@ -145,12 +178,12 @@ pub fn run(store: &Store, opts: RunOptions, log: Log, child_pid: &AtomicI32) -> 
             drop(sink);
             (r, dropped)
         });
-        let idle = (!cfg.snapshots.disabled && !cfg.snapshots.triggers.disable_idle)
+        let idle = (snapshots && !cfg.snapshots.triggers.disable_idle)
             .then(|| IdleWatch::start(&ws, store.location(), &opts.runs_dir, cfg));
         let idle = match idle.transpose() {
             Ok(w) => w,
             Err(e) => {
-                log(&format!(
+                log.line(&format!(
                     "idle snapshots disabled: cannot watch the workspace: {e}"
                 ));
                 None
@@ -160,7 +193,7 @@ pub fn run(store: &Store, opts: RunOptions, log: Log, child_pid: &AtomicI32) -> 
         while !traced.is_finished() {
             std::thread::sleep(Duration::from_millis(50));
             if idle.as_ref().is_some_and(|w| w.quiet_for(threshold)) {
-                let _ = req_tx.send(Trigger::Idle);
+                let _ = moments.send(now(Trigger::Idle));
             }
         }
         let (result, dropped) = traced
@@ -169,27 +202,113 @@ pub fn run(store: &Store, opts: RunOptions, log: Log, child_pid: &AtomicI32) -> 
         let code = result.map_err(|e| Error::io(&opts.workspace, e))?;
         let _ = consumer.join();
         if dropped > 0 {
-            log(&format!(
+            log.line(&format!(
                 "warning: {dropped} exec events were dropped (the tracer outran moat)"
             ));
         }
         lock(&info).dropped_events = dropped;
-        if !cfg.snapshots.disabled {
-            let _ = req_tx.send(Trigger::PostRun);
+        if snapshots {
+            let _ = moments.send(now(Trigger::PostRun));
         }
-        drop(req_tx);
-        let _ = worker.join();
+        drop(moments);
+        let _ = stager.join();
+        let _ = ingester.join();
         Ok(code)
     })?;
     let mut i = lock(&info);
     i.end_ns = Some(crate::util::now_ns());
     i.exit_code = Some(code);
     save_info(&dir, &i)?;
-    log(&format!(
+    log.line(&format!(
         "run {id} finished: exit code {code}, {} snapshots",
         i.snapshots.len()
     ));
     Ok(code)
+}
+
+/// A moment that is now (idle, the end of the run).
+fn now(trigger: Trigger) -> Moment {
+    Moment {
+        trigger,
+        exact: true,
+        release: None,
+        what: String::new(),
+    }
+}
+
+/// Tells the tracer which processes to hold (commits and builds the
+/// configuration wants, working in the workspace) and turns each held one
+/// into a moment.
+struct MomentHolder {
+    tx: Sender<Moment>,
+    wanted: Wanted,
+}
+
+/// Which finished programs are moments of this workspace.
+#[derive(Clone)]
+struct Wanted {
+    ws: PathBuf,
+    triggers: Triggers,
+}
+
+impl Wanted {
+    /// A commit or build the configuration wants, wherever it works.
+    fn kind(&self, command: &str, args: &[String]) -> Option<Trigger> {
+        let t = &self.triggers;
+        trace::moment(command, args).filter(|m| match m {
+            Trigger::GitCommit => !t.disable_git_commits,
+            Trigger::Build => !t.disable_builds,
+            _ => false,
+        })
+    }
+
+    /// A commit or build the configuration wants, working inside the
+    /// workspace (a test suite committing in temp repositories is not a
+    /// moment of this workspace).
+    fn moment(&self, e: &ExecEvent) -> Option<Trigger> {
+        let m = self.kind(&e.command, &e.args)?;
+        let dir = trace::work_dir(Path::new(&e.working_dir), &e.command, &e.args);
+        // An unknown working dir (a process gone before it was read) counts.
+        (e.working_dir.is_empty() || dir.starts_with(&self.ws)).then_some(m)
+    }
+}
+
+impl Holder for MomentHolder {
+    fn may_want(&self, command: &str, args: &[String]) -> bool {
+        self.wanted.kind(command, args).is_some()
+    }
+
+    fn wants(&self, event: &ExecEvent) -> Option<Trigger> {
+        self.wanted.moment(event)
+    }
+
+    fn held(&self, trigger: Trigger, event: &ExecEvent, release: Release) {
+        // If the stager is gone, the moment (and its release) is dropped,
+        // which lets the process go.
+        let _ = self.tx.send(Moment {
+            trigger,
+            exact: true,
+            release: Some(release),
+            what: describe(event),
+        });
+    }
+}
+
+/// `git commit -m x`, shortened for the log.
+fn describe(e: &ExecEvent) -> String {
+    let mut s = std::iter::once(e.command.as_str())
+        .chain(e.args.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join(" ");
+    if s.len() > 80 {
+        let mut cut = 77;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push_str("...");
+    }
+    s
 }
 
 /// A thread pool whose threads run at a low priority (nice 10): on two
@@ -216,244 +335,58 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Writes `exec.jsonl` and turns finished commands into snapshot requests.
-fn consume(events: Receiver<ExecEvent>, mut out: File, cfg: &WorkspaceConfig, triggers: &Sender<Trigger>) {
-    let t = &cfg.snapshots.triggers;
-    for ev in events {
-        if let Ok(line) = serde_json::to_string(&ev) {
-            let _ = writeln!(out, "{line}");
+/// Writes `exec.jsonl`; with a tracer that cannot hold, also turns
+/// finished commits and builds into (not exact) moments.
+fn consume(events: Receiver<ExecEvent>, out: File, wanted: &Wanted, moments: Option<Sender<Moment>>) {
+    let mut out = std::io::BufWriter::new(out);
+    let mut pause = CONSUME_EVERY;
+    loop {
+        // Polled, not waited on: a receiver blocked in `recv` is woken by
+        // every event, which costs the tracer a system call per process
+        // and this thread a wake-up. Quiet runs are polled less often.
+        let mut done = false;
+        pause = (pause * 2).min(CONSUME_EVERY * 16);
+        loop {
+            match events.try_recv() {
+                Ok(ev) => {
+                    pause = CONSUME_EVERY;
+                    record(&ev, &mut out, wanted, moments.as_ref());
+                }
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    done = true;
+                    break;
+                }
+            }
         }
-        if ev.exit_code != Some(0) || cfg.snapshots.disabled {
-            continue;
+        let _ = out.flush();
+        if done {
+            return;
         }
-        if !t.disable_git_commits && trace::is_git_commit(&ev.command, &ev.args) {
-            let _ = triggers.send(Trigger::GitCommit);
-        } else if !t.disable_builds && trace::is_build(&ev.command, &ev.args) {
-            let _ = triggers.send(Trigger::Build);
-        }
+        std::thread::sleep(pause);
     }
 }
 
-/// Takes the run's snapshots, one at a time, on its own thread.
-struct Snapper<'a> {
-    store: &'a Store,
-    ws: PathBuf,
-    cfg: WorkspaceConfig,
-    run_id: String,
-    info: Arc<Mutex<RunInfo>>,
-    clone: bool,
-    /// Low-priority threads for background snapshot work.
-    pool: Option<rayon::ThreadPool>,
-}
+/// How often the exec events are written out (and, with a tracer that
+/// cannot hold, turned into moments) while processes run.
+const CONSUME_EVERY: Duration = Duration::from_millis(10);
 
-impl<'a> Snapper<'a> {
-    fn serve(&self, requests: Receiver<Trigger>, log: Log) {
-        let mut last: Vec<(Trigger, Instant)> = Vec::new();
-        for trigger in requests {
-            if let Some((_, at)) = last.iter().find(|(t, _)| *t == trigger)
-                && at.elapsed() < DEBOUNCE
-            {
-                log(&format!(
-                    "{} snapshot skipped: one was taken {:?} ago",
-                    trigger.name(),
-                    at.elapsed()
-                ));
-                continue;
-            }
-            last.retain(|(t, _)| *t != trigger);
-            last.push((trigger, Instant::now()));
-            self.take(trigger, log);
-        }
+fn record(ev: &ExecEvent, out: &mut impl Write, wanted: &Wanted, moments: Option<&Sender<Moment>>) {
+    if let Ok(line) = serde_json::to_string(ev) {
+        let _ = writeln!(out, "{line}");
     }
-
-    fn take(&self, trigger: Trigger, log: Log) {
-        self.in_background(|| {
-            if let Some(staged) = self.stage(trigger, log) {
-                self.ingest(trigger, staged, log);
-            }
-        })
+    let Some(tx) = moments else { return };
+    if ev.exit_code != Some(0) {
+        return;
     }
-
-    /// Runs `f` with its parallel work on the low-priority pool, so CMD
-    /// keeps the CPU while moat ingests.
-    fn in_background(&self, f: impl FnOnce() + Send) {
-        match &self.pool {
-            Some(p) => p.install(f),
-            None => f(),
-        }
-    }
-
-    /// The first phase of a snapshot: after it, the workspace may change.
-    fn stage(&self, trigger: Trigger, log: Log) -> Option<capture::Staged<'a>> {
-        let s = &self.cfg.snapshots;
-        let opts = CaptureOptions {
-            walk: self.cfg.walk_options(WalkOptions::default()),
+    if let Some(trigger) = wanted.moment(ev) {
+        let _ = tx.send(Moment {
             trigger,
-            message: String::new(),
-            run_id: Some(self.run_id.clone()),
-            guard: Some(Guard {
-                max_new_bytes: s.max_new_bytes,
-                max_new_files: s.max_new_files,
-                enforce: true,
-            }),
-            clone: self.clone,
-            ..CaptureOptions::default()
-        };
-        match capture::stage(self.store, &self.ws, &opts, &NoProgress) {
-            Ok(staged) => {
-                let st = staged.staging();
-                if st.memory_files + st.cloned_files + st.direct_files > 0 {
-                    log(&format!(
-                        "{} snapshot staged in {:.1} ms: {} files in memory, {} cloned, {} read directly{}",
-                        trigger.name(),
-                        st.stage_ns as f64 / 1e6,
-                        st.memory_files,
-                        st.cloned_files,
-                        st.direct_files,
-                        st.fallback
-                            .as_ref()
-                            .map(|w| format!(" ({w})"))
-                            .unwrap_or_default()
-                    ));
-                }
-                Some(staged)
-            }
-            Err(e) => {
-                log(&format!("warning: {} snapshot not taken: {e}", trigger.name()));
-                None
-            }
-        }
+            exact: false,
+            release: None,
+            what: describe(ev),
+        });
     }
-
-    /// The second phase: ingest what was staged and commit the snapshot.
-    fn ingest(&self, trigger: Trigger, staged: capture::Staged, log: Log) {
-        let res = match &self.pool {
-            Some(p) => p.install(|| staged.ingest(&NoProgress)),
-            None => staged.ingest(&NoProgress),
-        };
-        match res {
-            Ok(r) => {
-                for w in &r.warnings {
-                    log(&format!("warning: {w}"));
-                }
-                match r.outcome {
-                    Outcome::Written(id) => {
-                        log(&format!("{} snapshot {}", trigger.name(), id.short()));
-                        lock(&self.info)
-                            .snapshots
-                            .push((trigger.name().into(), id.to_hex()));
-                        self.apply_retention(log);
-                    }
-                    Outcome::Unchanged(id) => log(&format!(
-                        "{} snapshot: unchanged since {}",
-                        trigger.name(),
-                        id.short()
-                    )),
-                }
-            }
-            Err(e) => log(&format!("warning: {} snapshot not taken: {e}", trigger.name())),
-        }
-    }
-
-    fn apply_retention(&self, log: Log) {
-        let r = &self.cfg.snapshots.retention;
-        let policy = Policy {
-            max_count: Some(r.max_count as usize),
-            delete_initial: r.delete_initial,
-            ..Policy::default()
-        };
-        match crate::ops::gc::forget(self.store, &policy, &self.ws) {
-            Ok(gone) if !gone.is_empty() => log(&format!(
-                "retention removed {} snapshots (data goes at the next moat gc)",
-                gone.len()
-            )),
-            Ok(_) => {}
-            Err(e) => log(&format!("warning: retention not applied: {e}")),
-        }
-    }
-}
-
-/// Watches the workspace for changes (inotify/FSEvents via `notify`),
-/// ignoring `.git/`, the store, moat's own files and ignored paths.
-struct IdleWatch {
-    _watcher: notify::RecommendedWatcher,
-    last_change: Arc<Mutex<Option<Instant>>>,
-}
-
-impl IdleWatch {
-    fn start(
-        ws: &Path,
-        store: &Path,
-        runs: &Path,
-        cfg: &WorkspaceConfig,
-    ) -> std::result::Result<Self, String> {
-        use notify::Watcher;
-        let ignore = ignore_matcher(ws, cfg);
-        let skip: Vec<PathBuf> = [store, runs]
-            .iter()
-            .filter_map(|p| std::fs::canonicalize(p).ok())
-            .collect();
-        let root = ws.to_path_buf();
-        let last_change = Arc::new(Mutex::new(None));
-        let seen = last_change.clone();
-        let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            let Ok(ev) = res else { return };
-            if matches!(ev.kind, notify::EventKind::Access(_)) {
-                return;
-            }
-            let counts = ev.paths.iter().any(|p| relevant(p, &root, &skip, &ignore));
-            if counts {
-                *lock(&seen) = Some(Instant::now());
-            }
-        })
-        .map_err(|e| e.to_string())?;
-        watcher
-            .watch(ws, notify::RecursiveMode::Recursive)
-            .map_err(|e| e.to_string())?;
-        Ok(IdleWatch {
-            _watcher: watcher,
-            last_change,
-        })
-    }
-
-    /// True once, after a change followed by `threshold` of quiet.
-    fn quiet_for(&self, threshold: Duration) -> bool {
-        let mut last = lock(&self.last_change);
-        match *last {
-            Some(t) if t.elapsed() >= threshold => {
-                *last = None;
-                true
-            }
-            _ => false,
-        }
-    }
-}
-
-fn ignore_matcher(ws: &Path, cfg: &WorkspaceConfig) -> ignore::gitignore::Gitignore {
-    let mut b = ignore::gitignore::GitignoreBuilder::new(ws);
-    if !cfg.snapshots.exclude.ignore_gitignore {
-        b.add(ws.join(".gitignore"));
-    }
-    for p in &cfg.snapshots.exclude.additional {
-        let _ = b.add_line(None, p);
-    }
-    b.build()
-        .unwrap_or_else(|_| ignore::gitignore::Gitignore::empty())
-}
-
-fn relevant(p: &Path, root: &Path, skip: &[PathBuf], ignore: &ignore::gitignore::Gitignore) -> bool {
-    let Ok(rel) = p.strip_prefix(root) else {
-        return false;
-    };
-    if rel.components().any(|c| c.as_os_str() == ".git") || skip.iter().any(|s| p.starts_with(s)) {
-        return false;
-    }
-    if rel.file_name().is_some_and(|n| {
-        std::os::unix::ffi::OsStrExt::as_bytes(n).starts_with(crate::worktree::materialize::TEMP_PREFIX)
-    }) {
-        return false;
-    }
-    !ignore.matched_path_or_any_parents(rel, p.is_dir()).is_ignore()
 }
 
 /// Reads a run's record.

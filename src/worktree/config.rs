@@ -67,11 +67,12 @@ pub struct Exclude {
     pub additional: Vec<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Retention {
+    /// Keep the newest N; unset: the time-based default policy.
     #[serde(deserialize_with = "max_count")]
-    pub max_count: u64,
+    pub max_count: Option<u64>,
     pub delete_initial: bool,
 }
 
@@ -106,15 +107,6 @@ impl Default for Triggers {
     }
 }
 
-impl Default for Retention {
-    fn default() -> Self {
-        Retention {
-            max_count: 10,
-            delete_initial: false,
-        }
-    }
-}
-
 fn ranged<'de, D: Deserializer<'de>>(
     d: D,
     lo: u64,
@@ -135,8 +127,8 @@ fn idle_seconds<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<u64, D::
     ranged(d, 0, 86_400, "seconds")
 }
 
-fn max_count<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<u64, D::Error> {
-    ranged(d, 0, 1_000_000, "snapshots")
+fn max_count<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u64>, D::Error> {
+    ranged(d, 0, 1_000_000, "snapshots").map(Some)
 }
 
 fn bytes_limit<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<u64, D::Error> {
@@ -377,13 +369,14 @@ mod tests {
                 c.snapshots.retention.max_count,
                 c.snapshots.retention.delete_initial
             ),
-            (3, true)
+            (Some(3), true)
         );
         assert_eq!((c.snapshots.max_new_bytes, c.snapshots.max_new_files), (1000, 0));
         assert!(c.tracing.disable_exec);
         let w = c.walk_options(WalkOptions::default());
         assert!(w.no_ignore && w.excludes.len() == 2);
         assert_eq!(parse("").unwrap(), WorkspaceConfig::default());
+        assert_eq!(WorkspaceConfig::default().snapshots.retention.max_count, None);
         assert_eq!(
             parse("snapshots: {}\n")
                 .unwrap()

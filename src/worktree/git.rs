@@ -1,13 +1,16 @@
 //! Reads a workspace's git HEAD (commit and branch) straight from `.git`,
-//! without running git: a snapshot records which commit it sits on.
+//! without running git: a snapshot records which commit it sits on. Asks
+//! git itself which files it tracks (the growth guard's rare exact count).
 //!
 //! `.git` is workspace content anyone may have written: only regular files
 //! are read (a FIFO there never blocks a snapshot), each up to a bound, a
 //! ref name never climbs out of the git dir, and a commit is hex or
 //! nothing.
 
+use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 use crate::format::snapshot::GitInfo;
 
@@ -82,9 +85,57 @@ pub fn head(workspace: &Path) -> Option<GitInfo> {
     }
 }
 
+/// The files git tracks at `workspace` (paths relative to it), from `git
+/// ls-files -z`; `None` when it is not in a repository or git cannot say.
+pub fn tracked_files(workspace: &Path) -> Option<HashSet<Vec<u8>>> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(workspace)
+        .args(["ls-files", "-z"])
+        .env("GIT_OPTIONAL_LOCKS", "0")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    Some(
+        out.stdout
+            .split(|b| *b == 0)
+            .filter(|p| !p.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tracked_files_are_the_index_of_the_repository() {
+        let d = tempfile::tempdir().unwrap();
+        let git = |args: &[&str]| {
+            let ok = Command::new("git")
+                .arg("-C")
+                .arg(d.path())
+                .args(args)
+                .stdout(Stdio::null())
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "git {args:?}");
+        };
+        assert_eq!(tracked_files(d.path()), None, "not a repository");
+        git(&["init", "-q"]);
+        fs::create_dir(d.path().join("src")).unwrap();
+        fs::write(d.path().join("src/a b.txt"), "a").unwrap();
+        fs::write(d.path().join("untracked"), "u").unwrap();
+        git(&["add", "src"]);
+        let want: HashSet<Vec<u8>> = [b"src/a b.txt".to_vec()].into();
+        assert_eq!(tracked_files(d.path()), Some(want));
+    }
 
     #[test]
     fn reads_loose_packed_and_detached() {

@@ -6,6 +6,7 @@ pub mod coarse;
 pub mod hostile;
 pub mod loopfs;
 pub mod reflink;
+pub mod run;
 pub mod tmpfs;
 
 use std::fs;

@@ -174,6 +174,7 @@ fn select(store: &Store, snaps: &[SnapshotRecord], opts: &GcOptions) -> Result<V
             id: s.id,
             time_ns: s.snap.time_ns,
             run_id: s.snap.run_id.clone(),
+            trigger: s.snap.trigger,
             pinned: pins.contains(&s.id),
         });
     }

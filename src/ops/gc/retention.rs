@@ -1,13 +1,24 @@
-//! Which snapshots a retention policy keeps (like restic's `forget`).
+//! Which snapshots a retention policy keeps (like restic's `forget`), and
+//! the policy a workspace gets when nobody names one.
 //!
 //! A snapshot is kept when any rule keeps it; with no rule at all, every
 //! snapshot is kept. Pinned snapshots are always kept. Calendar buckets
 //! (hour, day, ISO week) are in UTC. Pure functions, so the rules are
 //! table-tested on fixed timelines.
+//!
+//! The default (no `retention.max_count` in `moat.yaml`) is time-based like
+//! Time Machine, never "the last N", which an agent burns through in
+//! minutes: every snapshot of the last 24 hours, then the newest of each
+//! hour for 7 days, then of each day for 30 days. Every policy a workspace
+//! gets from its configuration (default or `moat.yaml`) also keeps the
+//! pre-run and post-run snapshots of every run of the last 30 days, so the
+//! state before and after any recent run can be restored.
 
 use std::collections::{BTreeSet, HashSet};
 
 use crate::format::id::ObjectId;
+use crate::format::snapshot::Trigger;
+use crate::worktree::config::Retention;
 
 const NS: i64 = 1_000_000_000;
 const HOUR: i64 = 3600 * NS;
@@ -26,9 +37,21 @@ pub struct Policy {
     /// The workspace config's `retention.delete_initial`: when false, the
     /// first snapshot of each run (or of the workspace, outside runs) stays.
     pub delete_initial: bool,
+    /// The newest snapshot of every UTC hour within this many ns before now.
+    pub hourly_within_ns: Option<i64>,
+    /// The newest snapshot of every UTC day within this many ns before now.
+    pub daily_within_ns: Option<i64>,
+    /// The pre-run and post-run snapshots newer than this many ns. Only
+    /// protects: on its own it removes nothing.
+    pub run_bounds_within_ns: Option<i64>,
 }
 
+/// How long the default and configured policies keep the pre-run and
+/// post-run state of a run.
+pub const RUN_WINDOW_NS: i64 = 30 * DAY;
+
 impl Policy {
+    /// True when no rule removes anything (the protecting rules alone do not).
     pub fn is_empty(&self) -> bool {
         self.keep_last.is_none()
             && self.keep_within_ns.is_none()
@@ -36,6 +59,90 @@ impl Policy {
             && self.keep_daily.is_none()
             && self.keep_weekly.is_none()
             && self.max_count.is_none()
+            && self.hourly_within_ns.is_none()
+            && self.daily_within_ns.is_none()
+    }
+
+    /// The default: every snapshot of the last 24 hours, then hourly for 7
+    /// days, then daily for 30 days; run bounds for 30 days.
+    pub fn time_machine() -> Policy {
+        Policy {
+            keep_within_ns: Some(DAY),
+            hourly_within_ns: Some(7 * DAY),
+            daily_within_ns: Some(30 * DAY),
+            run_bounds_within_ns: Some(RUN_WINDOW_NS),
+            ..Policy::default()
+        }
+    }
+
+    /// The policy of a workspace's configuration: `retention.max_count` when
+    /// set, else the time-based default; run bounds for 30 days either way.
+    pub fn for_workspace(r: &Retention) -> Policy {
+        let mut p = match r.max_count {
+            Some(n) => Policy {
+                max_count: Some(usize::try_from(n).unwrap_or(usize::MAX)),
+                ..Policy::default()
+            },
+            None => Policy::time_machine(),
+        };
+        p.delete_initial = r.delete_initial;
+        p.run_bounds_within_ns = Some(RUN_WINDOW_NS);
+        p
+    }
+
+    /// One line saying what the policy keeps (`moat gc --dry-run`).
+    pub fn describe(&self) -> String {
+        let mut rules = Vec::new();
+        if let Some(n) = self.keep_last {
+            rules.push(format!("the last {n}"));
+        }
+        if let Some(n) = self.max_count {
+            rules.push(format!("the newest {n} (moat.yaml max_count)"));
+        }
+        if let Some(w) = self.keep_within_ns {
+            rules.push(format!("every snapshot of the last {}", span(w)));
+        }
+        for (n, what) in [
+            (self.keep_hourly, "hours"),
+            (self.keep_daily, "days"),
+            (self.keep_weekly, "weeks"),
+        ] {
+            if let Some(n) = n {
+                rules.push(format!("the newest of each of the last {n} {what} that have one"));
+            }
+        }
+        if let Some(w) = self.hourly_within_ns {
+            rules.push(format!("hourly for {}", span(w)));
+        }
+        if let Some(w) = self.daily_within_ns {
+            rules.push(format!("daily for {}", span(w)));
+        }
+        let mut always = vec!["pinned snapshots".to_string()];
+        if !self.delete_initial {
+            always.push("the first snapshot of each run".into());
+        }
+        if let Some(w) = self.run_bounds_within_ns {
+            always.push(format!(
+                "the pre-run and post-run snapshots of the last {}",
+                span(w)
+            ));
+        }
+        let keeps = match rules.is_empty() {
+            true => "every snapshot (no rule removes any)".to_string(),
+            false => rules.join(", then "),
+        };
+        format!("keeps {keeps}; always {}", always.join(", "))
+    }
+}
+
+/// `86400 s` → `24 hours`, `7 d` → `7 days`.
+fn span(ns: i64) -> String {
+    let s = ns / NS;
+    match s {
+        s if s % 86_400 == 0 && s > 86_400 => format!("{} days", s / 86_400),
+        s if s % 3600 == 0 => format!("{} hours", s / 3600),
+        s if s % 60 == 0 => format!("{} minutes", s / 60),
+        s => format!("{s} seconds"),
     }
 }
 
@@ -45,6 +152,7 @@ pub struct Candidate {
     pub id: ObjectId,
     pub time_ns: i64,
     pub run_id: Option<String>,
+    pub trigger: Trigger,
     pub pinned: bool,
 }
 
@@ -66,7 +174,12 @@ pub fn to_remove(snaps: &[Candidate], policy: &Policy, now_ns: i64) -> Vec<Objec
     keep.extend(newest(policy.keep_last));
     keep.extend(newest(policy.max_count));
     if let Some(w) = policy.keep_within_ns {
-        keep.extend(order.iter().filter(|c| c.time_ns >= now_ns - w).map(|c| c.id));
+        keep.extend(
+            order
+                .iter()
+                .filter(|c| c.time_ns >= now_ns.saturating_sub(w))
+                .map(|c| c.id),
+        );
     }
     for (n, bucket) in [
         (policy.keep_hourly, hour_of as fn(i64) -> i64),
@@ -74,6 +187,28 @@ pub fn to_remove(snaps: &[Candidate], policy: &Policy, now_ns: i64) -> Vec<Objec
         (policy.keep_weekly, week_of),
     ] {
         keep.extend(per_bucket(&order, n.unwrap_or(0), bucket));
+    }
+    for (within, bucket) in [
+        (policy.hourly_within_ns, hour_of as fn(i64) -> i64),
+        (policy.daily_within_ns, day_of),
+    ] {
+        if let Some(w) = within {
+            let recent: Vec<&Candidate> = order
+                .iter()
+                .copied()
+                .filter(|c| c.time_ns >= now_ns.saturating_sub(w))
+                .collect();
+            keep.extend(per_bucket(&recent, usize::MAX, bucket));
+        }
+    }
+    if let Some(w) = policy.run_bounds_within_ns {
+        keep.extend(
+            order
+                .iter()
+                .filter(|c| matches!(c.trigger, Trigger::PreRun | Trigger::PostRun))
+                .filter(|c| c.run_id.is_some() && c.time_ns >= now_ns.saturating_sub(w))
+                .map(|c| c.id),
+        );
     }
     if !policy.delete_initial {
         keep.extend(initials(&order));
@@ -158,6 +293,7 @@ mod tests {
                 id: ObjectId::hash(&[i as u8]),
                 time_ns: monday + h * HOUR + i as i64,
                 run_id: None,
+                trigger: Trigger::Manual,
                 pinned: false,
             })
             .collect()
@@ -271,6 +407,88 @@ mod tests {
             ..Policy::default()
         };
         assert_eq!(kept(&snaps, &p, 6), vec![1, 5]);
+    }
+
+    /// (hours before `now`, trigger, run) → a candidate, in that order.
+    fn at(now_h: i64, spec: &[(i64, Trigger, Option<&str>)]) -> Vec<Candidate> {
+        let monday = 1_704_067_200 * NS;
+        spec.iter()
+            .enumerate()
+            .map(|(i, (ago, trigger, run))| Candidate {
+                id: ObjectId::hash(&[i as u8, 7]),
+                time_ns: monday + (now_h - ago) * HOUR + i as i64,
+                run_id: run.map(String::from),
+                trigger: *trigger,
+                pinned: false,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_default_policy_keeps_a_day_then_hours_for_a_week_then_days_for_a_month() {
+        use Trigger::*;
+        // now: 40 days after a Monday midnight, at noon
+        let now_h = 40 * 24 + 12;
+        let snaps = at(
+            now_h,
+            &[
+                (2000, Manual, None), // 0: first of the workspace: initial
+                (900, Manual, None),  // 1: 37.5 days ago: too old
+                (500, Manual, None),  // 2: day 19.2 ago, two in that day ...
+                (499, Manual, None),  // 3: ... the newer one stays
+                (100, Manual, None),  // 4: 4 days ago, hour A: two ...
+                (100, Manual, None),  // 5: ... the newer stays
+                (99, Manual, None),   // 6: hour A+1: stays
+                (23, Manual, None),   // 7: within 24 h: all stay
+                (23, Manual, None),   // 8
+                (1, Manual, None),    // 9
+            ],
+        );
+        let p = Policy::for_workspace(&Retention::default());
+        assert_eq!(p, Policy::time_machine());
+        assert_eq!(kept(&snaps, &p, now_h), vec![0, 3, 5, 6, 7, 8, 9]);
+        assert!(
+            p.describe().contains(
+                "every snapshot of the last 24 hours, then hourly for 7 days, then daily for 30 days"
+            )
+        );
+    }
+
+    #[test]
+    fn runs_keep_their_pre_run_and_post_run_state_for_thirty_days() {
+        use Trigger::*;
+        let now_h = 60 * 24;
+        let snaps = at(
+            now_h,
+            &[
+                (40 * 24, PreRun, Some("old")),    // 0: beyond the window
+                (40 * 24, GitCommit, Some("old")), // 1
+                (40 * 24, PostRun, Some("old")),   // 2
+                (20 * 24, PreRun, Some("r1")),     // 3: kept: run bound
+                (20 * 24, GitCommit, Some("r1")),  // 4: same day, older than the post-run
+                (20 * 24, PostRun, Some("r1")),    // 5: kept: run bound (and daily)
+                (20 * 24, PreRun, Some("r2")),     // 6: a run that changed nothing
+                (20 * 24, PostRun, Some("r2")),    // 7
+            ],
+        );
+        let p = Policy {
+            delete_initial: true,
+            ..Policy::for_workspace(&Retention::default())
+        };
+        assert_eq!(kept(&snaps, &p, now_h), vec![3, 5, 6, 7]);
+        // A configured max_count keeps them too.
+        let p = Policy::for_workspace(&Retention {
+            max_count: Some(1),
+            delete_initial: true,
+        });
+        assert_eq!(kept(&snaps, &p, now_h), vec![3, 5, 6, 7]);
+        // Explicit command-line rules do not add the protection.
+        let p = Policy {
+            keep_last: Some(1),
+            delete_initial: true,
+            ..Policy::default()
+        };
+        assert_eq!(kept(&snaps, &p, now_h), vec![7]);
     }
 
     #[test]

@@ -1,5 +1,10 @@
-//! Recognising the commands that should trigger a snapshot: `git commit`
-//! and builds. Pure functions over (command basename, arguments).
+//! Recognising the commands that should trigger a snapshot: git commands
+//! that make commits and builds. Pure functions over (command basename,
+//! arguments).
+
+use std::path::{Path, PathBuf};
+
+use crate::format::snapshot::Trigger;
 
 /// git's global options that take a separate value.
 const GIT_OPTS_WITH_VALUE: [&str; 7] = [
@@ -12,17 +17,34 @@ const GIT_OPTS_WITH_VALUE: [&str; 7] = [
     "--super-prefix",
 ];
 
-/// The subcommand of a git invocation, skipping global options.
-fn git_subcommand(args: &[String]) -> Option<&str> {
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
+/// The subcommand of a git invocation and its arguments, skipping global
+/// options.
+fn git_subcommand(args: &[String]) -> Option<(&str, &[String])> {
+    let mut i = 0;
+    while let Some(a) = args.get(i) {
         if GIT_OPTS_WITH_VALUE.contains(&a.as_str()) {
-            it.next();
-        } else if !a.starts_with('-') {
-            return Some(a);
+            i += 2;
+        } else if a.starts_with('-') {
+            i += 1;
+        } else {
+            return Some((a, &args[i + 1..]));
         }
     }
     None
+}
+
+/// The git subcommands that make commits when they succeed.
+const COMMITTING: [&str; 7] = ["commit", "merge", "cherry-pick", "revert", "am", "rebase", "pull"];
+
+/// Options with which those subcommands end without a commit.
+fn commits_nothing(sub: &str, rest: &[String]) -> bool {
+    rest.iter().any(|a| match a.as_str() {
+        "--abort" | "--quit" | "--edit-todo" | "--show-current-patch" => true,
+        "--dry-run" => sub == "commit",
+        "--no-commit" => matches!(sub, "merge" | "cherry-pick" | "revert" | "pull"),
+        "-n" => matches!(sub, "cherry-pick" | "revert"),
+        _ => false,
+    })
 }
 
 const INTERPRETERS: [&str; 10] = [
@@ -46,10 +68,53 @@ pub fn effective<'a>(command: &'a str, args: &'a [String]) -> (&'a str, &'a [Str
     }
 }
 
-/// `git [global options] commit ...` (any path to git).
+/// A git command that makes a commit when it succeeds: `commit` (and
+/// `--amend`), `merge`, `cherry-pick`, `revert`, `am`, `rebase` (and
+/// `--continue`, `--skip`), `pull`; not `--abort`, `--no-commit`, ...
+/// (any path to git, global options skipped).
 pub fn is_git_commit(command: &str, args: &[String]) -> bool {
     let (command, args) = effective(command, args);
-    command == "git" && git_subcommand(args) == Some("commit")
+    command == "git"
+        && git_subcommand(args)
+            .is_some_and(|(sub, rest)| COMMITTING.contains(&sub) && !commits_nothing(sub, rest))
+}
+
+/// The directory a command works on: `cwd`, moved by git's global `-C`
+/// options (each relative to the one before) or make's `-C`.
+pub fn work_dir(cwd: &Path, command: &str, args: &[String]) -> PathBuf {
+    let (command, args) = effective(command, args);
+    let mut dir = cwd.to_path_buf();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match (command, a.as_str()) {
+            ("git", "-C") | ("make" | "gmake", "-C") => {
+                if let Some(d) = it.next() {
+                    dir = dir.join(d);
+                }
+            }
+            ("make" | "gmake", d) if d.starts_with("--directory=") => {
+                dir = dir.join(&d["--directory=".len()..]);
+            }
+            ("git", o) if GIT_OPTS_WITH_VALUE.contains(&o) => {
+                it.next();
+            }
+            // git's options end at the subcommand; make's go on.
+            ("git", o) if !o.starts_with('-') => break,
+            _ => {}
+        }
+    }
+    dir
+}
+
+/// The snapshot a program's successful exit calls for, if any.
+pub fn moment(command: &str, args: &[String]) -> Option<Trigger> {
+    if is_git_commit(command, args) {
+        Some(Trigger::GitCommit)
+    } else if is_build(command, args) {
+        Some(Trigger::Build)
+    } else {
+        None
+    }
 }
 
 /// Arguments that are not options (`-x`, `--x`), in order.
@@ -146,6 +211,15 @@ mod tests {
             "/usr/local/bin/git --no-pager commit",
             "git --git-dir /x/.git --work-tree /x commit",
             "git --git-dir=/x/.git commit",
+            "git merge feature",
+            "git cherry-pick abc123",
+            "git revert --no-edit HEAD",
+            "git rebase --continue",
+            "git rebase main",
+            "git -c core.editor=true rebase --skip",
+            "git am 0001.patch",
+            "git pull --rebase",
+            "git commit -n -m skip-hooks",
         ];
         let no = [
             "git log commit",
@@ -156,6 +230,15 @@ mod tests {
             "gitk commit",
             "echo git commit",
             "git",
+            "git merge --abort",
+            "git merge --no-commit feature",
+            "git cherry-pick -n abc123",
+            "git revert --no-commit HEAD",
+            "git rebase --abort",
+            "git rebase --edit-todo",
+            "git commit --dry-run",
+            "git stash",
+            "git checkout main",
         ];
         for c in yes {
             let (cmd, args) = split(c);
@@ -165,6 +248,25 @@ mod tests {
             let (cmd, args) = split(c);
             assert!(!is_git_commit(&cmd, &args), "{c}");
         }
+    }
+
+    #[test]
+    fn work_dirs() {
+        let dir = |c: &str| {
+            let (cmd, args) = split(c);
+            work_dir(Path::new("/w"), &cmd, &args)
+        };
+        assert_eq!(dir("git commit -m x"), Path::new("/w"));
+        assert_eq!(dir("git -C sub -C deeper commit"), Path::new("/w/sub/deeper"));
+        assert_eq!(dir("git -C /tmp/other commit"), Path::new("/tmp/other"));
+        assert_eq!(
+            dir("git commit -C HEAD"),
+            Path::new("/w"),
+            "-C after the subcommand is commit's"
+        );
+        assert_eq!(dir("make -C lib all"), Path::new("/w/lib"));
+        assert_eq!(dir("make --directory=/x"), Path::new("/x"));
+        assert_eq!(dir("cargo build"), Path::new("/w"));
     }
 
     #[test]

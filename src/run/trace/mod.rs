@@ -3,15 +3,21 @@
 //! platform tracers:
 //!
 //! - `ptrace` (Linux, unprivileged): traces the child tree it starts with
-//!   `PTRACE_O_TRACEFORK|TRACEEXEC|TRACEEXIT`; sees every exec with its argv,
-//!   however short-lived (measured: ≈0.13 ms per process). Best for `moat run`.
+//!   `PTRACE_O_TRACEFORK|TRACEEXEC`; sees every exec with its argv, however
+//!   short-lived, and is the one tracer that can *hold* a process: a
+//!   program its `Holder` names (a commit, a build) also stops at its exit
+//!   (`PTRACE_O_TRACEEXIT`, set for that process alone), and stays there
+//!   until the holder releases it. Best for `moat run`.
 //! - `proc_connector` (Linux, needs CAP_NET_ADMIN in the initial network
 //!   namespace): netlink `CN_IDX_PROC` events; reads argv from /proc on
 //!   arrival, which fails for processes that exit at once.
 //! - `macos` (`KERN_PROC` sysctl polling) and `stub` (the root process only).
 //!
-//! Invariant: the traced program is never blocked by moat: events go through
-//! a bounded channel with `try_send`, and overflow is counted, not waited on.
+//! Invariant: the traced program is never blocked by moat except where a
+//! holder asked for it: events go through a bounded channel with
+//! `try_send`, and overflow is counted, not waited on; a held process is
+//! released when its holder says so, when the `Release` is dropped, or
+//! after `MAX_HOLD` at the latest.
 
 pub mod detect;
 #[cfg(target_os = "macos")]
@@ -24,12 +30,15 @@ mod stub;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, TrySendError};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-pub use detect::{is_build, is_git_commit};
+use crate::format::snapshot::Trigger;
+pub use detect::{is_build, is_git_commit, moment, work_dir};
 pub use stub::StubTracer;
 
 /// One program run by the traced tree (one line of `exec.jsonl`).
@@ -110,8 +119,69 @@ impl Launch {
     }
 }
 
+/// The longest a process is held: then it is let go, and the snapshot it
+/// waited for is marked as not exact (a store locked by `gc`, a huge
+/// change to read).
+pub const MAX_HOLD: Duration = Duration::from_secs(10);
+
+/// Who decides which processes a tracer holds at their exit, and hears of
+/// each one held.
+pub trait Holder: Send + Sync {
+    /// Whether a program (command basename, arguments) may be a moment:
+    /// a cheap first look, before its working directory is known.
+    fn may_want(&self, command: &str, args: &[String]) -> bool;
+    /// The moment a program (its exec event, with its working directory)
+    /// names, if its successful exit is one.
+    fn wants(&self, event: &ExecEvent) -> Option<Trigger>;
+    /// `event` exited 0 and its process is held until `release` is
+    /// released or dropped. Must not block.
+    fn held(&self, trigger: Trigger, event: &ExecEvent, release: Release);
+}
+
+/// A held process, as its holder sees it: dropping (or `release`) lets it go.
+pub struct Release {
+    id: u64,
+    tx: Sender<u64>,
+    since: Instant,
+    late: Arc<AtomicBool>,
+}
+
+impl Release {
+    /// Made by the tracer that holds the process.
+    pub fn new(id: u64, tx: Sender<u64>, late: Arc<AtomicBool>) -> Self {
+        Release {
+            id,
+            tx,
+            since: Instant::now(),
+            late,
+        }
+    }
+
+    /// Lets the process go; returns how long it was held.
+    pub fn release(self) -> Duration {
+        self.since.elapsed()
+    }
+
+    /// True once the tracer has let the process go without waiting any
+    /// longer (`MAX_HOLD`, or the tracer ended).
+    pub fn too_late(&self) -> bool {
+        self.late.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        let _ = self.tx.send(self.id);
+    }
+}
+
 pub trait Tracer: Send {
     fn name(&self) -> &'static str;
+    /// Hands the tracer a holder; true if it will hold the processes the
+    /// holder names (only ptrace can).
+    fn hold_with(&mut self, _holder: Arc<dyn Holder>) -> bool {
+        false
+    }
     /// Runs the command to completion, sending an event as each traced
     /// program exits. `started` receives the root pid once it runs (for
     /// signal forwarding). Returns the command's exit code.
