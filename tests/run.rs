@@ -270,3 +270,26 @@ fn background_processes_do_not_keep_moat_run_waiting() {
     assert!(state == "S" || state == "R", "state {state}");
     assert!(tracer.ends_with("\t0"), "{tracer}");
 }
+
+/// CMD starts with the signal dispositions a shell would give it: moat
+/// (whose runtime ignores SIGPIPE) must not hand its own on, or `yes | head`
+/// in the agent's shell complains of a broken pipe instead of ending
+/// quietly.
+#[test]
+fn cmd_starts_with_sigpipe_at_its_default() {
+    let env = Env::new();
+    let ws = env.path("ws");
+    write(&ws.join("moat.yaml"), b"snapshots:\n  disabled: true\n");
+    let out = moat_run(&env, &ws, &["sh", "-c", "grep SigIgn /proc/self/status"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let line = String::from_utf8_lossy(&out.stdout);
+    let mask = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .unwrap_or_else(|| panic!("no SigIgn line: {line}"));
+    let sigpipe = 1u64 << (libc::SIGPIPE - 1);
+    assert_eq!(mask & sigpipe, 0, "CMD started with SIGPIPE ignored: {line}");
+}

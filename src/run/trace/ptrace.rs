@@ -362,6 +362,10 @@ impl Tracer for PtraceTracer {
                 let mut empty: libc::sigset_t = std::mem::zeroed();
                 libc::sigemptyset(&mut empty);
                 libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+                // Rust's runtime ignores SIGPIPE, and an ignored signal
+                // survives exec: CMD must start as a shell would start it
+                // (std's Command does the same reset).
+                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
                 if libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) != 0 || libc::chdir(cwd.as_ptr()) != 0 {
                     libc::_exit(127);
                 }
