@@ -129,6 +129,18 @@ pub enum Error {
     )]
     Uncovered { paths: String },
 
+    /// A command whose workspace was implicit (the current directory)
+    /// found no snapshots of it: the user is probably in the wrong place.
+    #[error("no snapshots of {path}; {hint}")]
+    NoSnapshotsOf { path: PathBuf, hint: &'static str },
+
+    #[error("cannot mount {path}: {source}")]
+    Mount {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("{path}: file kept changing while it was read ({tries} tries); not stored")]
     Unstable { path: PathBuf, tries: u32 },
 }

@@ -39,7 +39,7 @@ fn keep_last_frees_space_and_kept_snapshots_restore() {
     let before = du(&env.store());
     let dry = env.ok(&["gc", ws.to_str().unwrap(), "--keep-last", "2", "--dry-run"]);
     assert!(
-        dry.contains("would remove snapshot") && dry.contains("6 snapshots would remove"),
+        dry.contains("would remove snapshot") && dry.contains("6 snapshots would be removed"),
         "{dry}"
     );
     assert_eq!(du(&env.store()), before, "dry run changed the store");

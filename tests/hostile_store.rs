@@ -177,7 +177,7 @@ fn fifos_in_the_store_never_hang_moat() {
         write(&ws.join("c.txt"), b"changed");
         let target = env.path("out");
         let runs: [&[&str]; 5] = [
-            &["snapshots"],
+            &["snapshots", "--all"],
             &["check", "--read-data"],
             &["snapshot", ws.to_str().unwrap()],
             &["restore", &id, "--to", target.to_str().unwrap()],

@@ -54,7 +54,7 @@ fn many_sessions_leave_few_index_files_and_readers_never_miss() {
     env.restore(snaps.last().unwrap(), &last);
     assert_same_tree(&ws, &last);
     // gc rewrites the whole index as one file.
-    env.ok(&["gc"]);
+    env.ok(&["gc", "--all"]);
     assert_eq!(index_files(&env), 1);
     env.ok(&["check", "--read-data"]);
 }

@@ -130,7 +130,7 @@ fn paths_a_snapshot_skipped_are_left_alone() {
     .unwrap();
     let snap = env.snapshot(&ws);
     let v: serde_json::Value = serde_json::from_str(&env.ok(&["show", &snap, "--json"])).unwrap();
-    assert_eq!(v["skipped"], serde_json::json!(["run/pipe"]), "{v}");
+    assert_eq!(v["skipped"], serde_json::json!([{"path": "run/pipe"}]), "{v}");
     // The FIFO became a regular file holding work.
     fs::remove_file(ws.join("run/pipe")).unwrap();
     write(&ws.join("run/pipe"), b"work in a path the snapshot skipped");

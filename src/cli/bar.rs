@@ -10,22 +10,33 @@ pub struct Bar {
     bar: Mutex<Option<ProgressBar>>,
 }
 
-impl Progress for Bar {
-    fn start(&self, phase: &str, total: u64) {
+impl Bar {
+    fn begin(&self, phase: &str, total: u64, template: &str) {
         let bar = if total == 0 {
             ProgressBar::new_spinner()
         } else {
             ProgressBar::new(total).with_style(
-                ProgressStyle::with_template(
-                    "{msg:12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
             )
         };
         bar.set_message(phase.to_string());
         if let Some(old) = self.bar.lock().unwrap_or_else(|p| p.into_inner()).replace(bar) {
             old.finish_and_clear();
         }
+    }
+}
+
+impl Progress for Bar {
+    fn start(&self, phase: &str, total: u64) {
+        self.begin(
+            phase,
+            total,
+            "{msg:12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        );
+    }
+
+    fn start_count(&self, phase: &str, total: u64) {
+        self.begin(phase, total, "{msg:12} [{bar:30}] {pos}/{len} eta {eta}");
     }
 
     fn inc(&self, n: u64) {
@@ -41,7 +52,8 @@ impl Progress for Bar {
     }
 }
 
-/// A bar on an interactive stderr unless `quiet`.
+/// A bar on an interactive stderr unless `quiet` (or the command prints
+/// JSON, which is never mixed with progress).
 pub fn progress(quiet: bool) -> Box<dyn Progress> {
     if quiet || !std::io::stderr().is_terminal() {
         Box::new(NoProgress)

@@ -2,6 +2,7 @@
 
 use clap::Args;
 use moat::ops::check::{self, CheckOptions};
+use serde_json::json;
 
 use super::{Ctx, bar};
 
@@ -10,11 +11,14 @@ pub struct CheckArgs {
     /// Also decompress and re-hash every stored object
     #[arg(long)]
     read_data: bool,
+    /// One JSON object: counts, `ok`, `problems` and `notes`
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(ctx: &Ctx, a: CheckArgs) -> moat::Result<i32> {
     let store = ctx.open()?;
-    let progress = bar::progress(ctx.quiet);
+    let progress = bar::progress(ctx.quiet || a.json);
     let r = check::check(
         &store,
         &CheckOptions {
@@ -22,6 +26,21 @@ pub fn run(ctx: &Ctx, a: CheckArgs) -> moat::Result<i32> {
         },
         progress.as_ref(),
     )?;
+    let code = i32::from(!r.problems.is_empty());
+    if a.json {
+        let v = json!({
+            "ok": r.problems.is_empty(),
+            "read_data": a.read_data,
+            "snapshots": r.snapshots,
+            "trees": r.trees,
+            "chunks": r.chunks,
+            "packs": r.packs,
+            "problems": r.problems,
+            "notes": r.notes,
+        });
+        outln!("{v}");
+        return Ok(code);
+    }
     for n in &r.notes {
         errln!("moat: note: {n}");
     }
@@ -43,9 +62,8 @@ pub fn run(ctx: &Ctx, a: CheckArgs) -> moat::Result<i32> {
                 r.packs
             );
         }
-        Ok(0)
     } else {
         errln!("moat: check found {} problem(s)", r.problems.len());
-        Ok(1)
     }
+    Ok(code)
 }

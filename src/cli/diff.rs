@@ -1,7 +1,8 @@
-//! `moat diff` and `moat log`: git-like views of changes.
+//! `moat diff`: git-like views of changes (shared with `log` and
+//! `rollback --dry-run`).
 
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
 use moat::ObjectId;
@@ -11,7 +12,7 @@ use moat::ops::resolve;
 use moat::util::progress::NoProgress;
 use serde_json::{Value, json};
 
-use super::{Ctx, fmt, out};
+use super::{Ctx, json, out};
 
 #[derive(Args)]
 pub struct DiffArgs {
@@ -39,20 +40,6 @@ pub struct DiffArgs {
     paths: Vec<PathBuf>,
 }
 
-#[derive(Args)]
-pub struct LogArgs {
-    /// A file or directory of the workspace [default: everything]
-    path: Option<PathBuf>,
-    /// Workspace [default: current directory]
-    #[arg(long)]
-    workspace: Option<PathBuf>,
-    /// Show each change as a patch
-    #[arg(short = 'p', long)]
-    patch: bool,
-    #[arg(long)]
-    no_color: bool,
-}
-
 /// What the two sides of a diff are.
 pub struct Sides<'a> {
     pub trees: Trees<'a>,
@@ -67,7 +54,7 @@ pub fn plain() -> Colors {
 }
 
 impl Colors {
-    fn paint(&self, code: &str, s: &str) -> String {
+    pub fn paint(&self, code: &str, s: &str) -> String {
         if self.0 {
             format!("\x1b[{code}m{s}\x1b[0m")
         } else {
@@ -76,13 +63,8 @@ impl Colors {
     }
 }
 
-fn colors(no_color: bool) -> Colors {
+pub fn colors(no_color: bool) -> Colors {
     Colors(!no_color && out::stdout_is_terminal() && std::env::var_os("NO_COLOR").is_none())
-}
-
-/// For JSON, which carries names exactly (lossy only for non-UTF-8).
-fn lossy(p: &[u8]) -> String {
-    String::from_utf8_lossy(p).into_owned()
 }
 
 fn path_args(paths: &[PathBuf]) -> Vec<Vec<u8>> {
@@ -230,6 +212,24 @@ pub fn print_patches(s: &Sides, changes: &[Change], c: &Colors) -> moat::Result<
     Ok(())
 }
 
+/// One change as JSON: status, path (and `from` for a rename, names by
+/// the JSON convention), both sides' kind, mode and size.
+pub fn change_json(ch: &Change) -> Value {
+    let side = |e: &Option<moat::format::tree::Entry>| {
+        e.as_ref()
+            .map(|e| json!({"kind": e.kind_name(), "mode": format!("{:o}", e.mode), "size": e.size}))
+    };
+    let mut v = json!({
+        "status": ch.status.letter(),
+        "old": side(&ch.old),
+        "new": side(&ch.new),
+        "mode_changed": ch.mode_changed(),
+    });
+    json::put_name(&mut v, "path", &ch.path);
+    json::put_opt_name(&mut v, "from", ch.from.as_deref());
+    v
+}
+
 fn print_json(s: &Sides, changes: &[Change]) -> moat::Result<()> {
     let mut out = Vec::new();
     for ch in changes {
@@ -241,75 +241,20 @@ fn print_json(s: &Sides, changes: &[Change]) -> moat::Result<()> {
             (None, false)
         };
         let (counts, too_large) = counts;
-        let side = |e: &Option<moat::format::tree::Entry>| {
-            e.as_ref()
-                .map(|e| json!({"kind": e.kind_name(), "mode": format!("{:o}", e.mode), "size": e.size}))
-        };
-        out.push(json!({
-            "status": ch.status.letter(),
-            "path": lossy(&ch.path),
-            "from": ch.from.as_ref().map(|f| lossy(f)),
-            "old": side(&ch.old),
-            "new": side(&ch.new),
-            "mode_changed": ch.mode_changed(),
-            "added_lines": counts.map(|c| c.0),
-            "removed_lines": counts.map(|c| c.1),
-            "binary": (ch.old.is_some() || ch.new.is_some()) && counts.is_none() && !too_large,
-            "too_large": too_large,
-        }));
+        let mut v = change_json(ch);
+        v["added_lines"] = counts.map(|c| c.0).into();
+        v["removed_lines"] = counts.map(|c| c.1).into();
+        v["binary"] = ((ch.old.is_some() || ch.new.is_some()) && counts.is_none() && !too_large).into();
+        v["too_large"] = too_large.into();
+        out.push(v);
     }
     outln!("{}", Value::Array(out));
     Ok(())
 }
 
-fn summary(changes: &[Change]) -> String {
+pub fn summary(changes: &[Change]) -> String {
     match changes {
         [one] => format!("{} {}", one.status.letter(), out::quote(&one.path)),
         many => format!("{} paths changed", many.len()),
-    }
-}
-
-pub fn run_log(ctx: &Ctx, a: LogArgs) -> moat::Result<i32> {
-    let store = ctx.open()?;
-    let ws = moat::worktree::workspace_root(a.workspace.as_deref().unwrap_or(Path::new(".")))?;
-    let path = a.path.map(|p| relative_to(&p, &ws)).unwrap_or_default();
-    let entries = moat::ops::log::log(&store, &ws, &path)?;
-    let c = colors(a.no_color);
-    let sides = Sides {
-        trees: Trees::new(&store),
-        live: None,
-    };
-    for e in &entries {
-        let s = &e.record.snap;
-        outln!(
-            "{}  {}  {:<10}  {}{}",
-            c.paint("33", &e.record.id.short()),
-            fmt::time(s.time_ns),
-            s.trigger.name(),
-            summary(&e.changes),
-            if s.message.is_empty() {
-                String::new()
-            } else {
-                format!("  ({})", out::escape(&s.message))
-            }
-        );
-        if a.patch {
-            print_patches(&sides, &e.changes, &c)?;
-            outln!();
-        }
-    }
-    Ok(0)
-}
-
-/// A PATH argument as a workspace-relative path: relative to the current
-/// directory when that is inside the workspace, else taken as given.
-fn relative_to(p: &Path, ws: &Path) -> Vec<u8> {
-    let abs = std::env::current_dir()
-        .map(|d| d.join(p))
-        .unwrap_or_else(|_| p.to_path_buf());
-    let abs = std::fs::canonicalize(&abs).unwrap_or(abs);
-    match abs.strip_prefix(ws) {
-        Ok(rel) => rel.as_os_str().as_bytes().to_vec(),
-        Err(_) => p.as_os_str().as_bytes().to_vec(),
     }
 }

@@ -1,14 +1,17 @@
 //! `moat gc` and `moat system clean-temp`.
 
 use std::io::{BufRead, IsTerminal};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use moat::ops::gc::retention::{Policy, parse_duration};
-use moat::ops::gc::{self, GcOptions};
+use moat::ops::gc::{self, GcOptions, GcReport};
+use moat::ops::resolve::Scope;
+use moat::store::cleanup::TempItem;
 use moat::worktree::config::WorkspaceConfig;
+use serde_json::{Value, json};
 
-use super::{Ctx, bar, fmt, out};
+use super::{Ctx, bar, fmt, inspect, json, out, scope};
 
 #[derive(Args)]
 pub struct GcArgs {
@@ -41,6 +44,9 @@ pub struct GcArgs {
     /// Leave temp files younger than DURATION
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1h")]
     min_age: i64,
+    /// One JSON object: what was (or would be) removed and freed
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -60,16 +66,22 @@ pub struct CleanTempArgs {
     /// Remove without asking
     #[arg(long)]
     force: bool,
+    /// One JSON object (never asks: needs --force or --dry-run)
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run_gc(ctx: &Ctx, a: GcArgs) -> moat::Result<i32> {
     let store = ctx.open()?;
-    let workspace = match a.all {
-        true => None,
-        false => Some(moat::worktree::workspace_root(
-            &a.workspace.unwrap_or_else(|| PathBuf::from(".")),
-        )?),
-    };
+    let scope = scope::resolve(
+        ctx,
+        &store,
+        a.workspace.as_deref(),
+        a.all,
+        scope::NAME_OR_ALL,
+        a.json,
+    )?;
+    let workspace = scope.workspace().map(Path::to_path_buf);
     let flags = Policy {
         keep_last: a.keep_last,
         keep_within_ns: a.keep_within,
@@ -86,20 +98,64 @@ pub fn run_gc(ctx: &Ctx, a: GcArgs) -> moat::Result<i32> {
         min_age_ns: a.min_age,
         workspace_policy: Some(std::sync::Arc::new(workspace_policy)),
     };
-    if a.dry_run {
-        match &workspace {
-            Some(ws) => println!("policy: {}", workspace_policy(ws, opts.policy.clone()).describe()),
-            None if opts.policy.is_empty() => println!(
-                "policy: each workspace's moat.yaml retention, else the default: {}",
-                Policy::time_machine().describe()
-            ),
-            None => println!("policy: {}", opts.policy.describe()),
-        }
+    // What a dry run applies, said first (in JSON, as `policy`).
+    let policy = match &workspace {
+        Some(ws) => workspace_policy(ws, opts.policy.clone()).describe(),
+        None if opts.policy.is_empty() => format!(
+            "each workspace's moat.yaml retention, else the default: {}",
+            Policy::time_machine().describe()
+        ),
+        None => opts.policy.describe(),
+    };
+    if a.dry_run && !a.json {
+        outln!("policy: {policy}");
     }
-    let progress = bar::progress(ctx.quiet);
+    let progress = bar::progress(ctx.quiet || a.json);
     let wait = || errln!("moat: waiting for running snapshots and restores to finish...");
     let r = gc::gc(&store, &opts, progress.as_ref(), wait)?;
-    let verb = if a.dry_run { "would remove" } else { "removed" };
+    if a.json {
+        print_gc_json(&scope, a.dry_run, &policy, &r);
+    } else {
+        print_gc(&scope, a.dry_run, &r);
+    }
+    if r.problems.is_empty() {
+        Ok(0)
+    } else {
+        errln!(
+            "moat: gc found {} damaged object(s) and kept every copy of them",
+            r.problems.len()
+        );
+        Ok(1)
+    }
+}
+
+fn print_gc_json(scope: &Scope, dry_run: bool, policy: &str, r: &GcReport) {
+    let mut v = json!({
+        "dry_run": dry_run,
+        "policy": policy,
+        "removed": r.removed.iter().map(|s| inspect::snapshot_json(&s.id, &s.snap)).collect::<Vec<_>>(),
+        "kept": r.kept,
+        "freed_bytes": r.freed,
+        "packs_deleted": r.packs_deleted,
+        "packs_repacked": r.packs_repacked,
+        "packs_written": r.packs_written,
+        "temps": r.temps.iter().map(temp_json).collect::<Vec<_>>(),
+        "caches_removed": r.caches_removed,
+        "notes": r.notes,
+        "problems": r.problems,
+    });
+    json::put_opt_name(&mut v, "workspace", scope.workspace().map(json::path_bytes));
+    outln!("{v}");
+}
+
+fn temp_json(t: &TempItem) -> Value {
+    let mut v = json!({"size": t.size, "age_ns": t.age_ns, "what": t.what});
+    json::put_name(&mut v, "path", json::path_bytes(&t.path));
+    v
+}
+
+fn print_gc(scope: &Scope, dry_run: bool, r: &GcReport) {
+    let verb = if dry_run { "would remove" } else { "removed" };
     for s in &r.removed {
         outln!(
             "{verb} snapshot {}  {}  {}",
@@ -122,10 +178,15 @@ pub fn run_gc(ctx: &Ctx, a: GcArgs) -> moat::Result<i32> {
             r.caches_removed
         );
     }
-    let freed = if a.dry_run { "would free" } else { "freed" };
+    let (freed, removed) = match dry_run {
+        true => ("would free", "would be removed"),
+        false => ("freed", "removed"),
+    };
+    let n = r.removed.len();
     outln!(
-        "{} snapshots {verb}, {} kept; {freed} {} ({} packs deleted, {} repacked into {})",
-        r.removed.len(),
+        "{}: {n} snapshot{} {removed}, {} kept; {freed} {} ({} packs deleted, {} repacked into {})",
+        scope::describe(scope),
+        if n == 1 { "" } else { "s" },
         r.kept,
         fmt::bytes(r.freed),
         r.packs_deleted,
@@ -133,19 +194,10 @@ pub fn run_gc(ctx: &Ctx, a: GcArgs) -> moat::Result<i32> {
         r.packs_written
     );
     for n in &r.notes {
-        eprintln!("moat: note: {n}");
+        errln!("moat: note: {n}");
     }
     for p in &r.problems {
-        eprintln!("moat: problem: {p}");
-    }
-    if r.problems.is_empty() {
-        Ok(0)
-    } else {
-        eprintln!(
-            "moat: gc found {} damaged object(s) and kept every copy of them",
-            r.problems.len()
-        );
-        Ok(1)
+        errln!("moat: problem: {p}");
     }
 }
 
@@ -182,6 +234,9 @@ pub fn run_system(ctx: &Ctx, cmd: SystemCmd) -> moat::Result<i32> {
     let store = ctx.open()?;
     let items = store.find_temps(a.min_age)?;
     let total: u64 = items.iter().map(|i| i.size).sum();
+    if a.json {
+        return clean_temp_json(&store, &a, items);
+    }
     for i in &items {
         outln!(
             "{}  {}  {}  ({})",
@@ -226,5 +281,34 @@ pub fn run_system(ctx: &Ctx, cmd: SystemCmd) -> moat::Result<i32> {
         removed.len(),
         fmt::bytes(removed.iter().map(|i| i.size).sum())
     );
+    Ok(0)
+}
+
+fn clean_temp_json(store: &moat::Store, a: &CleanTempArgs, items: Vec<TempItem>) -> moat::Result<i32> {
+    let listed: Vec<Value> = items.iter().map(temp_json).collect();
+    let (removed, kept) = if a.dry_run {
+        (Vec::new(), Vec::new())
+    } else if a.force {
+        store.remove_temps(items, a.min_age)
+    } else {
+        errln!("moat: error: --json never asks; pass --force to remove or --dry-run to list");
+        return Ok(2);
+    };
+    let kept: Vec<Value> = kept
+        .iter()
+        .map(|(i, why)| {
+            let mut v = temp_json(i);
+            v["reason"] = why.to_string().into();
+            v
+        })
+        .collect();
+    let v = json!({
+        "dry_run": a.dry_run,
+        "items": listed,
+        "removed": removed.iter().map(temp_json).collect::<Vec<_>>(),
+        "removed_bytes": removed.iter().map(|i| i.size).sum::<u64>(),
+        "kept": kept,
+    });
+    outln!("{v}");
     Ok(0)
 }

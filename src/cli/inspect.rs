@@ -9,7 +9,7 @@ use moat::format::tree::Content;
 use moat::ops::resolve;
 use serde_json::{Value, json};
 
-use super::{Ctx, fmt, out};
+use super::{Ctx, fmt, json, out, scope};
 
 #[derive(clap::Subcommand)]
 pub enum SnapshotsCmd {
@@ -57,12 +57,12 @@ pub struct LsArgs {
     json: bool,
 }
 
+/// A snapshot as JSON (names by the JSON convention, `json`).
 pub fn snapshot_json(id: &ObjectId, s: &Snapshot) -> Value {
-    json!({
+    let mut v = json!({
         "id": id.to_hex(),
         "root": s.root.to_hex(),
         "parent": s.parent.map(|p| p.to_hex()),
-        "workspace": s.workspace_path().to_string_lossy(),
         "host": s.host,
         "time": fmt::time(s.time_ns),
         "time_ns": s.time_ns,
@@ -76,10 +76,12 @@ pub fn snapshot_json(id: &ObjectId, s: &Snapshot) -> Value {
             "new_objects": s.stats.new_objects, "new_bytes": s.stats.new_bytes,
             "skipped": s.stats.skipped, "duration_ns": s.stats.duration_ns,
         },
-        "skipped": s.skipped_paths().map(|p| String::from_utf8_lossy(p).into_owned()).collect::<Vec<_>>(),
+        "skipped": s.skipped_paths().map(json::path_object).collect::<Vec<_>>(),
         "exact": s.exact,
         "scan": s.scan.name(),
-    })
+    });
+    json::put_name(&mut v, "workspace", &s.workspace);
+    v
 }
 
 /// The current directory as a workspace, for `latest`.
@@ -124,15 +126,19 @@ pub fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> moat::Result<i32> {
     for p in &problems {
         errln!("moat: warning: {p}");
     }
-    let ws = match (a.all || a.run.is_some(), a.workspace) {
-        (true, _) => None,
-        (false, w) => Some(moat::worktree::workspace_root(
-            &w.unwrap_or_else(|| PathBuf::from(".")),
-        )?),
-    };
+    let every = a.all || a.run.is_some();
+    let scope = scope::resolve(
+        ctx,
+        &store,
+        a.workspace.as_deref(),
+        every,
+        scope::NAME_OR_ALL,
+        a.json,
+    )?;
+    let ws = scope.workspace();
     let list: Vec<_> = all
         .iter()
-        .filter(|r| ws.as_ref().is_none_or(|w| r.snap.workspace_path() == *w))
+        .filter(|r| ws.is_none_or(|w| r.snap.workspace_path() == w))
         .filter(|r| {
             a.run
                 .as_ref()
@@ -234,17 +240,18 @@ pub fn ls(ctx: &Ctx, a: LsArgs) -> moat::Result<i32> {
     moat::ops::inspect::list(&store, &r.snap.root, path.as_bytes(), |l| {
         let e = &l.entry;
         if a.json {
-            let v = json!({
-                "path": String::from_utf8_lossy(&l.path),
+            let mut v = json!({
                 "kind": e.kind_name(),
                 "mode": e.mode,
                 "size": e.size,
                 "mtime_ns": e.mtime_ns,
-                "target": match &e.content {
-                    Content::Symlink(t) => Some(String::from_utf8_lossy(t).into_owned()),
-                    _ => None,
-                },
             });
+            json::put_name(&mut v, "path", &l.path);
+            let target = match &e.content {
+                Content::Symlink(t) => Some(t.as_slice()),
+                _ => None,
+            };
+            json::put_opt_name(&mut v, "target", target);
             outln!("{}{v}", if first { "" } else { "," });
         } else {
             let name = out::quote(&l.path);

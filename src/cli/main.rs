@@ -9,13 +9,19 @@ mod out;
 
 mod bar;
 mod check;
+mod completions;
 mod diff;
 mod fmt;
 mod gc;
 mod inspect;
+mod json;
+mod log;
+mod man;
+mod pager;
 mod restore;
 mod rollback;
 mod run;
+mod scope;
 mod snapshot;
 mod watch;
 
@@ -59,8 +65,8 @@ enum Cmd {
     Restore(restore::RestoreArgs),
     /// Show changes between two snapshots, or a snapshot and the workspace
     Diff(diff::DiffArgs),
-    /// Snapshots in which a path changed, newest first
-    Log(diff::LogArgs),
+    /// Snapshots in which a path changed, newest first (like git log)
+    Log(log::LogArgs),
     /// Return a workspace to a snapshot (after a safety snapshot)
     Rollback(rollback::RollbackArgs),
     /// Run a command, snapshotting on start, commits, builds, idle and exit
@@ -78,6 +84,10 @@ enum Cmd {
     Check(check::CheckArgs),
     /// Watch a workspace so its snapshots cost only what changed (foreground)
     Watch(watch::WatchArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(completions::CompletionsArgs),
+    /// Print man pages (roff), or write them all with --out DIR
+    Man(man::ManArgs),
 }
 
 pub struct Ctx {
@@ -125,13 +135,20 @@ fn run() -> i32 {
         Cmd::Trace(a) => run::run_trace(&ctx, a),
         Cmd::System(c) => gc::run_system(&ctx, c),
         Cmd::Diff(a) => diff::run_diff(&ctx, a),
-        Cmd::Log(a) => diff::run_log(&ctx, a),
+        Cmd::Log(a) => log::run(&ctx, a),
         Cmd::Rollback(a) => rollback::run(&ctx, a),
         Cmd::Watch(a) => watch::run(&ctx, a),
+        Cmd::Completions(a) => completions::run(&ctx, a),
+        Cmd::Man(a) => man::run(&ctx, a),
     };
+    // The pager goes first, so an error is not printed under it.
+    let res = res.and_then(|code| pager::finish().map(|()| code));
     match res {
         Ok(code) => code,
-        Err(e) => fail(&e),
+        Err(e) => {
+            let _ = pager::finish();
+            fail(&e)
+        }
     }
 }
 

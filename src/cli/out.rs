@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use moat::util::quote::{escape, quote, quote_path};
 
@@ -32,7 +33,18 @@ macro_rules! errln {
 /// as git does, by SIGPIPE; any other write error ends it with a message.
 pub fn line(args: fmt::Arguments) {
     let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
+    written(out.write_fmt(args).and_then(|()| out.write_all(b"\n")));
+}
+
+/// Writes bytes to stdout exactly as they are (a generated script or man
+/// page), ending moat as `line` does when that fails.
+pub fn raw(bytes: &[u8]) {
+    let mut out = std::io::stdout().lock();
+    written(out.write_all(bytes).and_then(|()| out.flush()));
+}
+
+fn written(res: std::io::Result<()>) {
+    if let Err(e) = res {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             reader_gone();
         }
@@ -55,9 +67,17 @@ pub fn prompt(args: fmt::Arguments) {
     let _ = write!(err, "{}", escape(&text)).and_then(|()| err.flush());
 }
 
-/// Whether stdout is a terminal (colours, and escaping file contents).
+/// Set while stdout goes into a pager (`pager`), which shows a terminal.
+static PAGED: AtomicBool = AtomicBool::new(false);
+
+pub fn set_paged(on: bool) {
+    PAGED.store(on, Ordering::Relaxed);
+}
+
+/// Whether stdout is a terminal, or a pager showing one (colours, and
+/// escaping file contents).
 pub fn stdout_is_terminal() -> bool {
-    std::io::stdout().is_terminal()
+    PAGED.load(Ordering::Relaxed) || std::io::stdout().is_terminal()
 }
 
 fn reader_gone() -> ! {

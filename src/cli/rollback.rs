@@ -1,7 +1,7 @@
 //! `moat rollback`.
 
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use moat::ops::resolve;
@@ -25,6 +25,9 @@ pub struct RollbackArgs {
     /// Decompress every file, even content the workspace already holds
     #[arg(long)]
     no_clone: bool,
+    /// One JSON object: the plan (with --dry-run) or what was done
+    #[arg(long)]
+    json: bool,
     /// Only these paths
     #[arg(last = true, value_name = "PATH")]
     paths: Vec<PathBuf>,
@@ -46,13 +49,17 @@ pub fn run(ctx: &Ctx, a: RollbackArgs) -> moat::Result<i32> {
             .collect(),
         clone: !a.no_clone,
     };
-    let progress = bar::progress(ctx.quiet);
+    let progress = bar::progress(ctx.quiet || a.json);
     let plan = rollback::plan(&store, &target, &ws, &opts, progress.as_ref())?;
     for w in &plan.report.warnings {
         errln!("moat: warning: {w}");
     }
     if a.dry_run {
-        super::diff::print_name_status(&plan.report.changes, &super::diff::plain());
+        if a.json {
+            print_json(&ws, &target.id, &plan.report.changes, None);
+        } else {
+            super::diff::print_name_status(&plan.report.changes, &super::diff::plain());
+        }
         return Ok(0);
     }
     // Printed before anything changes, so even an interrupted rollback
@@ -73,7 +80,9 @@ pub fn run(ctx: &Ctx, a: RollbackArgs) -> moat::Result<i32> {
         let files = rep.changes.iter().filter(is_file).count() as u64;
         errln!("moat: {}", super::fmt::clones(&rep.clones, files));
     }
-    if !ctx.quiet {
+    if a.json {
+        print_json(&ws, &target.id, &rep.changes, Some(&rep));
+    } else if !ctx.quiet {
         outln!(
             "rolled back {} to {}: {} paths written, {} removed",
             super::out::quote_path(&ws),
@@ -83,4 +92,27 @@ pub fn run(ctx: &Ctx, a: RollbackArgs) -> moat::Result<i32> {
         );
     }
     Ok(0)
+}
+
+/// The plan, or with `done` what was done: workspace, snapshot, changes
+/// (as `diff --json` has them), warnings, and the safety snapshot.
+fn print_json(
+    ws: &Path,
+    snapshot: &moat::ObjectId,
+    changes: &[moat::ops::diff::Change],
+    done: Option<&rollback::RollbackReport>,
+) {
+    let mut v = serde_json::json!({
+        "snapshot": snapshot.to_hex(),
+        "dry_run": done.is_none(),
+        "changes": changes.iter().map(super::diff::change_json).collect::<Vec<_>>(),
+    });
+    if let Some(r) = done {
+        v["written"] = r.written.into();
+        v["deleted"] = r.deleted.into();
+        v["safety"] = r.safety.map(|s| s.to_hex()).into();
+        v["warnings"] = r.warnings.clone().into();
+    }
+    super::json::put_name(&mut v, "workspace", super::json::path_bytes(ws));
+    outln!("{v}");
 }

@@ -53,7 +53,7 @@ pub fn check(store: &Store, opts: &CheckOptions, progress: &dyn Progress) -> Res
     r.snapshots = snaps.len() as u64;
 
     let mut seen = Seen::default();
-    progress.start("checking snapshots", snaps.len() as u64);
+    progress.start_count("checking snapshots", snaps.len() as u64);
     for s in &snaps {
         walk(store, &index, s, &mut seen, &mut r.problems);
         progress.inc(1);
@@ -79,7 +79,9 @@ pub fn check(store: &Store, opts: &CheckOptions, progress: &dyn Progress) -> Res
         for (_, e) in index.iter() {
             by_pack[e.pack as usize].push(e);
         }
-        progress.start("reading packs", index.packs().len() as u64);
+        // Bytes, not packs: packs range from a few KiB to 16 MiB.
+        let weight = |listed: &[IndexEntry]| listed.iter().map(|e| u64::from(e.stored_len)).sum::<u64>();
+        progress.start("reading packs", by_pack.iter().map(|l| weight(l)).sum());
         let found: Vec<Vec<String>> = index
             .packs()
             .par_iter()
@@ -91,7 +93,7 @@ pub fn check(store: &Store, opts: &CheckOptions, progress: &dyn Progress) -> Res
                 } else {
                     Vec::new()
                 };
-                progress.inc(1);
+                progress.inc(weight(listed));
                 out
             })
             .collect();

@@ -1,7 +1,7 @@
 //! Turning what a user types (`latest`, `latest~N`, a hex prefix) into a
 //! snapshot.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::store::{SnapshotRecord, Store};
@@ -59,4 +59,42 @@ pub fn snapshot(store: &Store, spec: &str, workspace: Option<&Path>) -> Result<S
             candidates: many.iter().map(|i| i.short()).collect::<Vec<_>>().join(", "),
         }),
     }
+}
+
+/// The snapshots a command with an optional WORKSPACE and `--all` acts on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Every workspace (`--all`).
+    All,
+    /// One workspace; `implicit` when it is the current directory because
+    /// none was named.
+    Workspace { path: PathBuf, implicit: bool },
+}
+
+impl Scope {
+    pub fn workspace(&self) -> Option<&Path> {
+        match self {
+            Scope::All => None,
+            Scope::Workspace { path, .. } => Some(path),
+        }
+    }
+}
+
+/// Decides the scope of a command: `--all`, the named workspace, else the
+/// current directory — which must then have snapshots, or the command
+/// would act on nothing while seeming to succeed (`hint` says how to name
+/// one, e.g. "name a WORKSPACE or pass --all").
+pub fn scope(store: &Store, named: Option<&Path>, all: bool, hint: &'static str) -> Result<Scope> {
+    if all {
+        return Ok(Scope::All);
+    }
+    let implicit = named.is_none();
+    let path = crate::worktree::workspace_root(named.unwrap_or(Path::new(".")))?;
+    if implicit {
+        let (snaps, _) = store.list_snapshots()?;
+        if !snaps.iter().any(|r| r.snap.workspace_path() == path) {
+            return Err(Error::NoSnapshotsOf { path, hint });
+        }
+    }
+    Ok(Scope::Workspace { path, implicit })
 }

@@ -4,6 +4,7 @@
 //! (only `error`).
 
 pub mod clock;
+pub mod date;
 pub mod fault;
 pub mod fs;
 pub mod progress;

@@ -5,6 +5,7 @@
 pub mod coarse;
 pub mod hostile;
 pub mod loopfs;
+pub mod pty;
 pub mod reflink;
 pub mod run;
 pub mod tmpfs;
@@ -377,4 +378,21 @@ impl Env {
 
 pub fn mkfifo(path: &Path) {
     nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o644)).expect("mkfifo");
+}
+
+/// Waits for `child` to end, or kills it after `secs` seconds and panics
+/// (a hang fails the test; nothing is timed).
+pub fn wait_within_status(child: &mut std::process::Child, secs: u64) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            return s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("pid {} still running after {secs} s: it hangs", child.id());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }

@@ -104,7 +104,7 @@ pub fn gc(
     if let Some(p) = index.problems.first() {
         return Err(refuse(p));
     }
-    progress.start("marking", kept.len() as u64);
+    progress.start_count("marking", kept.len() as u64);
     let marks = mark::mark(store, &index, &kept, progress)?;
     let plan = sweep::plan(store, &index, &marks.live)?;
     let mut report = GcReport {

@@ -209,7 +209,7 @@ fn rewrite_and_delete(
             repack.clear();
         }
     }
-    progress.start("repacking", repack.len() as u64);
+    progress.start_count("repacking", repack.len() as u64);
     let (new_packs, repacked) = rewrite(store, index, live, &repack, &mut report.problems, progress)?;
     report.packs_written = new_packs.len() as u64;
     report.packs_repacked = repacked.len() as u64;
