@@ -109,4 +109,28 @@ fn listing_commands_refuse_a_directory_without_snapshots_too() {
         let out = in_dir(&env, &ws, &[&["--quiet"], args.as_slice()].concat());
         assert!(out.stderr.is_empty(), "{args:?} --quiet: {}", show(&out));
     }
+    // A snapshot names the workspace it took.
+    let out = in_dir(&env, &ws, &["snapshot"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("{} unchanged since snapshot", ws_c.display())),
+        "{text}"
+    );
+    write(&ws.join("b.txt"), b"b");
+    let out = in_dir(&env, &ws, &["snapshot"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("snapshot of {} saved", ws_c.display())),
+        "{text}"
+    );
+    // A rollback run in the workspace names the one it would change.
+    let out = in_dir(&env, &ws, &["rollback", "latest~1", "--dry-run"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("moat: workspace {}", ws_c.display())),
+        "{err}"
+    );
+    let out = in_dir(&env, &ws, &["--quiet", "rollback", "latest~1", "--dry-run"]);
+    assert!(out.stderr.is_empty(), "{}", show(&out));
 }

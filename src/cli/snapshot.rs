@@ -109,7 +109,8 @@ pub fn run(ctx: &Ctx, a: SnapshotArgs) -> moat::Result<i32> {
         Outcome::Written(id) => {
             if !ctx.quiet {
                 outln!(
-                    "snapshot saved: {} files, {} ({} read, {} new stored) in {:.2}s",
+                    "snapshot of {} saved: {} files, {} ({} read, {} new stored) in {:.2}s",
+                    out::quote_path(&ws),
                     s.files,
                     fmt::bytes(s.bytes),
                     s.files_read,
@@ -122,7 +123,8 @@ pub fn run(ctx: &Ctx, a: SnapshotArgs) -> moat::Result<i32> {
         Outcome::Unchanged(parent) => {
             if !ctx.quiet {
                 outln!(
-                    "workspace unchanged since snapshot {}; no snapshot written",
+                    "{} unchanged since snapshot {}; no snapshot written",
+                    out::quote_path(&ws),
                     parent.short()
                 );
             }
