@@ -17,6 +17,7 @@ mod inspect;
 mod json;
 mod log;
 mod man;
+mod mount;
 mod pager;
 mod restore;
 mod rollback;
@@ -84,6 +85,8 @@ enum Cmd {
     Check(check::CheckArgs),
     /// Watch a workspace so its snapshots cost only what changed (foreground)
     Watch(watch::WatchArgs),
+    /// Mount snapshots read-only (FUSE): one, or all of a workspace
+    Mount(mount::MountArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions(completions::CompletionsArgs),
     /// Print man pages (roff), or write them all with --out DIR
@@ -138,6 +141,7 @@ fn run() -> i32 {
         Cmd::Log(a) => log::run(&ctx, a),
         Cmd::Rollback(a) => rollback::run(&ctx, a),
         Cmd::Watch(a) => watch::run(&ctx, a),
+        Cmd::Mount(a) => mount::run(&ctx, a),
         Cmd::Completions(a) => completions::run(&ctx, a),
         Cmd::Man(a) => man::run(&ctx, a),
     };

@@ -1,5 +1,5 @@
 //! The commands over a store, one module each: restore, rollback, diff
-//! (and its text patches), log, inspect (show, ls), resolve (naming
+//! (and its text patches), log, mount, inspect (show, ls), resolve (naming
 //! snapshots), check, gc and watch. Uses `capture`, `worktree`, `store`, `format`
 //! and `util`; the CLI turns their typed results into output.
 
@@ -8,6 +8,7 @@ pub mod diff;
 pub mod gc;
 pub mod inspect;
 pub mod log;
+pub mod mount;
 pub mod patch;
 pub mod resolve;
 pub mod restore;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod coarse;
+pub mod fuse;
 pub mod hostile;
 pub mod loopfs;
 pub mod pty;
