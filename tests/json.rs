@@ -66,14 +66,15 @@ fn in_ws(env: &Env, ws: &std::path::Path, args: &[&str]) -> Value {
         .unwrap_or_else(|e| panic!("{args:?}: not one JSON value ({e}):\n{}", show(&out)))
 }
 
+/// The bytes of `p`'s canonical path, as JSON output names a workspace.
+fn canonical_bytes(p: &std::path::Path) -> Vec<u8> {
+    std::fs::canonicalize(p).unwrap().as_os_str().as_bytes().to_vec()
+}
+
 #[test]
 fn names_that_are_not_utf8_are_exact_in_every_json_output() {
     let (env, ws, a, b) = setup();
-    let ws_bytes = std::fs::canonicalize(&ws)
-        .unwrap()
-        .as_os_str()
-        .as_bytes()
-        .to_vec();
+    let ws_bytes = canonical_bytes(&ws);
 
     let show = json(&env, &["show", &a, "--json"]);
     assert_eq!(name_bytes(&show, "workspace"), ws_bytes, "{show}");
@@ -147,11 +148,7 @@ fn names_that_are_not_utf8_are_exact_in_every_json_output() {
 #[test]
 fn gc_check_and_clean_temp_report_in_json() {
     let (env, ws, a, b) = setup();
-    let ws_bytes = std::fs::canonicalize(&ws)
-        .unwrap()
-        .as_os_str()
-        .as_bytes()
-        .to_vec();
+    let ws_bytes = canonical_bytes(&ws);
     // A temp file a crashed writer left (its pid cannot be alive).
     let tmp = env.store().join("tmp").join("2147483646-1-1.pack.tmp");
     std::fs::write(&tmp, vec![0u8; 100]).unwrap();

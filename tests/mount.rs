@@ -57,6 +57,16 @@ fn diff_r(a: &Path, b: &Path) {
     );
 }
 
+/// A store holding one snapshot of `multi.bin`, BIG bytes of noise from
+/// `seed` (some 128 chunks); the snapshot's id.
+fn one_big_file(seed: u64) -> (Env, String) {
+    let env = Env::new();
+    let ws = env.path("ws");
+    write(&ws.join("multi.bin"), &noise(BIG, seed));
+    let id = env.snapshot(&ws);
+    (env, id)
+}
+
 /// The number `N` in the `N chunks decoded` of `mount --verbose`.
 fn chunks_decoded(stderr: &str) -> u64 {
     let line = stderr
@@ -113,10 +123,7 @@ fn a_mounted_snapshot_equals_its_restore_and_unmounts_on_sigterm() {
 #[test]
 fn a_read_in_the_middle_of_a_large_file_fetches_only_its_chunks() {
     let test = "a_read_in_the_middle_of_a_large_file_fetches_only_its_chunks";
-    let env = Env::new();
-    let ws = env.path("ws");
-    write(&ws.join("multi.bin"), &noise(BIG, 9));
-    let id = env.snapshot(&ws);
+    let (env, id) = one_big_file(9);
     let mnt = env.path("mnt");
     let Some(mut m) = fuse::mount(test, &env, &["--verbose", &id], &mnt, env.dir.path()) else {
         return;
@@ -189,10 +196,7 @@ fn all_snapshots_of_a_workspace_are_listed_by_time_with_latest() {
 #[test]
 fn a_damaged_chunk_fails_its_read_with_eio_and_no_other() {
     let test = "a_damaged_chunk_fails_its_read_with_eio_and_no_other";
-    let env = Env::new();
-    let ws = env.path("ws");
-    write(&ws.join("multi.bin"), &noise(BIG, 5));
-    let id = env.snapshot(&ws);
+    let (env, id) = one_big_file(5);
     // Flip a byte inside the stored form of the file's last chunk.
     let store = moat::Store::open(&env.store()).unwrap();
     let snap = moat::ops::resolve::snapshot(&store, &id, None).unwrap();

@@ -91,6 +91,7 @@ pub fn stream<R: Read, E>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::util::testing::noise;
     use proptest::prelude::*;
 
     const P: ChunkParams = ChunkParams {
@@ -98,18 +99,6 @@ mod tests {
         avg: 1024,
         max: 4096,
     };
-
-    fn data(n: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
-            .collect()
-    }
 
     fn streamed(d: &[u8], window: usize) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
@@ -130,7 +119,7 @@ mod tests {
     proptest! {
         #[test]
         fn stream_equals_whole_cut(n in 0usize..60_000, seed in any::<u64>(), w in 8192usize..20_000) {
-            let d = data(n, seed);
+            let d = noise(n, seed);
             let whole: Vec<Vec<u8>> = cut(&d, P).into_iter().map(|r| d[r].to_vec()).collect();
             prop_assert_eq!(streamed(&d, w), whole);
         }
@@ -144,7 +133,7 @@ mod tests {
 
     #[test]
     fn edit_keeps_most_chunks() {
-        let a = data(200_000, 9);
+        let a = noise(200_000, 9);
         let mut b = a.clone();
         b.splice(100_000..100_000, b"inserted".iter().copied());
         let ca: std::collections::HashSet<&[u8]> = cut(&a, P).into_iter().map(|r| &a[r]).collect();

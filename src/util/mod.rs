@@ -66,6 +66,20 @@ pub mod testing {
         }
     }
 
+    /// `n` deterministic pseudo-random bytes (xorshift), incompressible
+    /// and without repeats, so the chunker cuts them into many chunks.
+    pub fn noise(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
     pub fn mkfifo(path: &std::path::Path) {
         nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o644)).expect("mkfifo");
     }

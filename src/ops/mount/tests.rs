@@ -7,18 +7,7 @@ use super::view::{Kind, Layout, ROOT, View};
 use crate::capture::{self, CaptureOptions, Outcome};
 use crate::store::{SnapshotRecord, Store};
 use crate::util::progress::NoProgress;
-
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+use crate::util::testing::noise;
 
 fn snapshot(store: &Store, ws: &std::path::Path) -> SnapshotRecord {
     let r = capture::capture(store, ws, &CaptureOptions::default(), &NoProgress).unwrap();
