@@ -252,3 +252,36 @@ fn restore_and_rollback_report_in_json() {
     assert!(rb["safety"].as_str().is_some_and(|s| s.len() == 64), "{rb}");
     assert!(!ws.join("new.txt").exists());
 }
+
+#[test]
+fn pin_unpin_and_delete_report_in_json() {
+    let (env, _ws, a, b) = setup();
+    let pinned = json(&env, &["snapshots", "pin", &a[..8], &b, "--json"]);
+    assert_eq!(pinned, serde_json::json!({"pinned": [a, b]}));
+    let list = json(&env, &["snapshots", "--all", "--json"]);
+    assert!(
+        list.as_array().unwrap().iter().all(|s| s["pinned"] == true),
+        "{list}"
+    );
+    let unpinned = json(&env, &["snapshots", "unpin", &b, "--json"]);
+    assert_eq!(unpinned, serde_json::json!({"unpinned": [b]}));
+    let deleted = json(&env, &["snapshots", "delete", &b, "--json"]);
+    assert_eq!(deleted, serde_json::json!({"deleted": [b]}));
+    let list = json(&env, &["snapshots", "--all", "--json"]);
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    // Nothing is changed when one id does not resolve, and the error is
+    // on stderr with nothing on stdout.
+    let out = output_within(
+        env.cmd()
+            .args(["snapshots", "delete", &a, "ffffffffff", "--json"]),
+        60,
+    );
+    assert!(!out.status.success() && out.stdout.is_empty(), "{}", show(&out));
+    assert_eq!(
+        json(&env, &["snapshots", "--all", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}

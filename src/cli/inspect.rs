@@ -14,11 +14,21 @@ use super::{Ctx, fmt, json, out, scope};
 #[derive(clap::Subcommand)]
 pub enum SnapshotsCmd {
     /// Remove snapshots (their data goes at the next `moat gc`)
-    Delete { ids: Vec<String> },
+    Delete(ManageArgs),
     /// Protect snapshots from every retention policy
-    Pin { ids: Vec<String> },
+    Pin(ManageArgs),
     /// Remove the protection of `pin`
-    Unpin { ids: Vec<String> },
+    Unpin(ManageArgs),
+}
+
+#[derive(Args)]
+pub struct ManageArgs {
+    /// Snapshots (id prefix, `latest`, `latest~N`); all are resolved before any changes
+    #[arg(required = true)]
+    ids: Vec<String>,
+    /// One JSON object: the full ids done, under `deleted`, `pinned` or `unpinned`
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -94,24 +104,32 @@ fn cwd_workspace() -> Option<PathBuf> {
 fn manage(ctx: &Ctx, cmd: SnapshotsCmd) -> moat::Result<i32> {
     let store = ctx.open()?;
     let cwd = cwd_workspace();
-    let (verb, ids) = match &cmd {
-        SnapshotsCmd::Delete { ids } => ("deleted", ids),
-        SnapshotsCmd::Pin { ids } => ("pinned", ids),
-        SnapshotsCmd::Unpin { ids } => ("unpinned", ids),
+    let (verb, a) = match &cmd {
+        SnapshotsCmd::Delete(a) => ("deleted", a),
+        SnapshotsCmd::Pin(a) => ("pinned", a),
+        SnapshotsCmd::Unpin(a) => ("unpinned", a),
     };
     // Resolve every id before changing anything.
-    let records = ids
+    let records = a
+        .ids
         .iter()
         .map(|i| resolve::snapshot(&store, i, cwd.as_deref()))
         .collect::<moat::Result<Vec<_>>>()?;
     let _lock = store.lock_shared()?;
+    let mut done = Vec::with_capacity(records.len());
     for r in records {
         match cmd {
-            SnapshotsCmd::Delete { .. } => store.delete_snapshot(&r.id)?,
-            SnapshotsCmd::Pin { .. } => store.pin(&r.id)?,
-            SnapshotsCmd::Unpin { .. } => store.unpin(&r.id)?,
+            SnapshotsCmd::Delete(_) => store.delete_snapshot(&r.id)?,
+            SnapshotsCmd::Pin(_) => store.pin(&r.id)?,
+            SnapshotsCmd::Unpin(_) => store.unpin(&r.id)?,
         }
-        outln!("{verb} {}", r.id);
+        if !a.json {
+            outln!("{verb} {}", r.id);
+        }
+        done.push(r.id.to_hex());
+    }
+    if a.json {
+        outln!("{}", json!({ verb: done }));
     }
     Ok(0)
 }
