@@ -96,12 +96,7 @@ fn names_capture_never_stores_are_never_captured() {
 fn deep_snapshot(env: &Env, depth: usize) -> String {
     let ws = env.path("ws");
     fs::create_dir_all(&ws).unwrap();
-    let mut trees = vec![tree(vec![file_of(b"bottom", b"deep")])];
-    for _ in 0..depth {
-        let below = id(trees.last().unwrap());
-        trees.push(tree(vec![dir(b"d", below)]));
-    }
-    forge(env, &ws, &trees, &[b"deep"])
+    forge(env, &ws, &hostile::deep_chain(depth), &[b"deep"])
 }
 
 #[test]

@@ -257,3 +257,47 @@ fn a_busy_mount_is_detached_on_sigint() {
     assert!(!is_mounted(&mnt), "still mounted after SIGINT with a file open");
     drop(f);
 }
+
+#[test]
+fn a_tree_nested_deeper_than_restore_reads_fails_there_with_eio() {
+    use moat::format::tree::MAX_DEPTH;
+    let test = "a_tree_nested_deeper_than_restore_reads_fails_there_with_eio";
+    let env = Env::new();
+    let trees = common::hostile::deep_chain(MAX_DEPTH + 5);
+    let id = common::hostile::Forge::new(&env).commit(&trees, &[b"deep"]);
+    let mnt = env.path("mnt");
+    let Some(mut m) = fuse::mount(test, &env, &[&id], &mnt, env.dir.path()) else {
+        return;
+    };
+    // Down `d/d/d/...` one openat at a time (the path is longer than
+    // PATH_MAX): the levels a restore would write open, the next fails.
+    let open_dir = |at: std::os::fd::BorrowedFd<'_>, name: &str| {
+        nix::fcntl::openat(
+            at,
+            name,
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
+            nix::sys::stat::Mode::empty(),
+        )
+    };
+    let mut dir = fs::File::open(&mnt).unwrap().into();
+    let mut levels = 0;
+    let failed = loop {
+        match open_dir(std::os::fd::AsFd::as_fd(&dir), "d") {
+            Ok(next) => {
+                dir = next;
+                levels += 1;
+            }
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(failed, nix::errno::Errno::EIO, "after {levels} levels");
+    assert_eq!(levels, MAX_DEPTH, "the levels a restore would write");
+    drop(dir);
+    let (status, err) = m.stop(libc::SIGTERM);
+    assert!(status.success(), "{status}: {err}");
+    assert!(err.contains("deeper than"), "{err}");
+    assert!(
+        err.lines().all(|l| l.len() < 1000),
+        "messages cut paths short: {err}"
+    );
+}

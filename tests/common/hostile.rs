@@ -184,6 +184,17 @@ pub fn file_of(name: &[u8], data: &[u8]) -> Entry {
     file(name, data.len() as u64, chunks)
 }
 
+/// A chain of `depth` nested directories `d` with a file `bottom`
+/// (content "deep") at the end; the last tree is the root.
+pub fn deep_chain(depth: usize) -> Vec<Tree> {
+    let mut trees = vec![tree(vec![file_of(b"bottom", b"deep")])];
+    for _ in 0..depth {
+        let below = id(trees.last().expect("a tree"));
+        trees.push(tree(vec![dir(b"d", below)]));
+    }
+    trees
+}
+
 /// Limits `cmd`'s address space to `bytes`: a command that allocates
 /// without bound then fails fast instead of exhausting the machine.
 pub fn limit_memory(cmd: &mut std::process::Command, bytes: u64) {

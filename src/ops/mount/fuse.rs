@@ -65,8 +65,7 @@ impl Fs {
     }
 
     fn failed(&self, what: &str, ino: u64, e: &Error) -> Errno {
-        let path = String::from_utf8_lossy(&self.view.path(ino)).into_owned();
-        (self.on_error)(format!("{what} /{path}: {e}"));
+        (self.on_error)(format!("{what} {}: {e}", self.view.shown(ino)));
         Errno::EIO
     }
 }

@@ -8,7 +8,12 @@
 //! in the middle of a large file decodes only the chunks it covers, and a
 //! damaged chunk fails only the reads that cover it. Chunk offsets come
 //! from the index (each chunk's length), and must add up to the file's
-//! size. Decoded chunks are kept in a small LRU bounded in bytes.
+//! size. Decoded chunks are kept in a small LRU bounded in bytes. Every
+//! tree loaded is charged to one `format::tree::Budget` for all mounted
+//! snapshots, as a walk's would be: no directory deeper than `MAX_DEPTH`,
+//! and no more entries or tree bytes than the snapshots may hold, however
+//! often a hostile store names one subtree (inodes are kept for the life
+//! of the mount, so this bounds its memory).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -17,7 +22,8 @@ use super::cache::ChunkCache;
 use crate::error::{Error, Result};
 use crate::format::id::ObjectId;
 use crate::format::pack::ObjectKind;
-use crate::format::tree::{Content, Entry};
+use crate::format::tree::{Budget, Content, Entry, Tree};
+use crate::ops::trees::show_path;
 use crate::store::{SnapshotRecord, Store};
 
 /// The inode of the mount's root directory.
@@ -66,6 +72,8 @@ enum Body {
 
 struct Node {
     parent: u64,
+    /// Components below its snapshot's root (which is 0).
+    depth: usize,
     name: Vec<u8>,
     attr: Attr,
     body: Body,
@@ -104,6 +112,10 @@ pub struct View {
     store: Arc<Store>,
     nodes: RwLock<Vec<Node>>,
     cache: Mutex<ChunkCache>,
+    /// What directories loaded so far have used of the limits of trees
+    /// (as for a walk over every mounted snapshot: inodes are kept, so
+    /// the limits bound the view's memory).
+    budget: Mutex<Budget>,
     counters: Counters,
 }
 
@@ -122,7 +134,7 @@ pub fn snapshot_dir_name(r: &SnapshotRecord) -> String {
     )
 }
 
-fn node_of(ino: u64, parent: u64, e: Entry) -> Node {
+fn node_of(ino: u64, parent: u64, depth: usize, e: Entry) -> Node {
     let (kind, body, size) = match e.content {
         Content::Dir(id) => (Kind::Dir, Body::Tree(id), 0),
         Content::File(chunks) => (
@@ -140,6 +152,7 @@ fn node_of(ino: u64, parent: u64, e: Entry) -> Node {
     };
     Node {
         parent,
+        depth,
         attr: Attr {
             ino,
             kind,
@@ -156,6 +169,7 @@ fn node_of(ino: u64, parent: u64, e: Entry) -> Node {
 fn dir_node(ino: u64, parent: u64, name: Vec<u8>, body: Body, mtime_ns: i64) -> Node {
     Node {
         parent,
+        depth: 0,
         name,
         attr: Attr {
             ino,
@@ -169,8 +183,27 @@ fn dir_node(ino: u64, parent: u64, name: Vec<u8>, body: Body, mtime_ns: i64) -> 
     }
 }
 
+/// The path of `ino` below the mount point (its names joined by `/`).
+fn path_in(nodes: &[Node], ino: u64) -> Vec<u8> {
+    let mut parts = Vec::new();
+    let mut at = ino;
+    while at != ROOT {
+        let Some(n) = nodes.get(View::index(at)) else {
+            break;
+        };
+        parts.push(n.name.as_slice());
+        at = n.parent;
+    }
+    parts.reverse();
+    parts.join(&b'/')
+}
+
 impl View {
     pub fn new(store: Arc<Store>, layout: Layout) -> View {
+        let snapshots = match &layout {
+            Layout::One(_) => 1,
+            Layout::Many(r) => r.len() as u64,
+        };
         let mut nodes = Vec::new();
         match layout {
             Layout::One(r) => nodes.push(dir_node(
@@ -202,6 +235,7 @@ impl View {
                     let target = snapshot_dir_name(r).into_bytes();
                     nodes.push(Node {
                         parent: ROOT,
+                        depth: 0,
                         name: b"latest".to_vec(),
                         attr: Attr {
                             ino,
@@ -223,6 +257,7 @@ impl View {
             store,
             nodes: RwLock::new(nodes),
             cache: Mutex::new(ChunkCache::new(CACHE_BYTES)),
+            budget: Mutex::new(Budget::for_snapshots(snapshots.max(1))),
             counters: Counters::default(),
         }
     }
@@ -244,47 +279,51 @@ impl View {
         self.read_nodes().get(Self::index(ino)).map_or(ROOT, |n| n.parent)
     }
 
-    /// The path of `ino` below the mount point, for messages.
+    /// The path of `ino` below the mount point.
     pub fn path(&self, ino: u64) -> Vec<u8> {
-        let nodes = self.read_nodes();
-        let mut parts = Vec::new();
-        let mut at = ino;
-        while at != ROOT {
-            let Some(n) = nodes.get(Self::index(at)) else {
-                break;
-            };
-            parts.push(n.name.clone());
-            at = n.parent;
-        }
-        parts.reverse();
-        parts.join(&b'/')
+        path_in(&self.read_nodes(), ino)
+    }
+
+    /// The path of `ino` for a message: `/a/b`, cut short when long.
+    pub fn shown(&self, ino: u64) -> String {
+        show_path(&self.path(ino))
     }
 
     /// The entries of directory `ino` (name, inode), reading its tree the
     /// first time; None when `ino` is not a directory.
     pub fn children(&self, ino: u64) -> Result<Option<Children>> {
         let i = Self::index(ino);
-        let tree_id = {
+        let (tree_id, depth) = {
             let nodes = self.read_nodes();
             let Some(n) = nodes.get(i) else { return Ok(None) };
             if let Some(c) = &n.children {
                 return Ok(Some(c.clone()));
             }
             match n.body {
-                Body::Tree(id) => id,
+                Body::Tree(id) => (id, n.depth),
                 _ => return Ok(None),
             }
         };
-        let tree = self.store.read_tree(&tree_id)?;
+        let bytes = self.store.read_object(&tree_id, ObjectKind::Tree)?;
+        let tree = Tree::decode(&bytes).map_err(|detail| Error::BadTree { id: tree_id, detail })?;
         let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = &nodes[i].children {
             return Ok(Some(c.clone())); // another thread read it meanwhile
         }
+        // Charged under the nodes' lock, so a tree is charged once.
+        self.budget
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .charge(bytes.len(), tree.entries.len(), depth + 1)
+            .map_err(|why| Error::BadTree {
+                id: tree_id,
+                detail: format!("at {}: {why}", show_path(&path_in(&nodes, ino))),
+            })?;
         let mut kids = Vec::with_capacity(tree.entries.len());
         for e in tree.entries {
             let child = nodes.len() as u64 + 1;
             kids.push((e.name.clone(), child));
-            nodes.push(node_of(child, ino, e));
+            nodes.push(node_of(child, ino, depth + 1, e));
         }
         let kids = Arc::new(kids);
         nodes[i].children = Some(kids.clone());
@@ -344,14 +383,14 @@ impl View {
                 .map(|e| u64::from(e.raw_len))
                 .ok_or_else(|| Error::MissingObject {
                     id: *c,
-                    by: format!("file {}", String::from_utf8_lossy(&self.path(ino))),
+                    by: format!("file {}", self.shown(ino)),
                 })?;
             offsets.push(at);
             at = at.saturating_add(len);
         }
         if at != size {
             return Err(Error::corrupt(
-                String::from_utf8_lossy(&self.path(ino)).into_owned(),
+                self.shown(ino),
                 "file",
                 format!("its size is {size} bytes but its chunks hold {at}"),
             ));
@@ -407,7 +446,7 @@ impl View {
             let data = self.chunk(&chunks[k])?;
             if data.len() as u64 != stop - start {
                 return Err(Error::corrupt(
-                    String::from_utf8_lossy(&self.path(ino)).into_owned(),
+                    self.shown(ino),
                     "file",
                     format!(
                         "chunk {} holds {} bytes, its index entry says {}",
