@@ -134,3 +134,44 @@ fn listing_commands_refuse_a_directory_without_snapshots_too() {
     let out = in_dir(&env, &ws, &["--quiet", "rollback", "latest~1", "--dry-run"]);
     assert!(out.stderr.is_empty(), "{}", show(&out));
 }
+
+#[test]
+fn below_a_workspace_the_implicit_one_is_its_root_as_for_snapshot() {
+    let (env, ws, _home) = setup();
+    let ws_c = std::fs::canonicalize(&ws).unwrap();
+    let sub = ws.join("src/deeper");
+    std::fs::create_dir_all(&sub).unwrap();
+    let named = format!("moat: workspace {}", ws_c.display());
+    for args in [
+        vec!["snapshots"],
+        vec!["log"],
+        vec!["gc", "--keep-last", "2", "--dry-run"],
+        vec!["rollback", "latest~1", "--dry-run"],
+    ] {
+        let out = in_dir(&env, &sub, &args);
+        assert!(out.status.success(), "{args:?}: {}", show(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&named), "{args:?}: {err}");
+    }
+    // And a snapshot taken there is of the same workspace.
+    write(&ws.join("a.txt"), b"from below");
+    let out = in_dir(&env, &sub, &["snapshot"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("snapshot of {} saved", ws_c.display())),
+        "{}",
+        show(&out)
+    );
+    let mine = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
+    // `latest` there is that workspace's newest, though another's is newer.
+    let other = env.path("other");
+    write(&other.join("o.txt"), b"o");
+    env.snapshot(&other);
+    let out = in_dir(&env, &sub, &["show", "latest", "--json"]);
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)));
+    assert_eq!(v["id"], mine.as_str(), "{v}");
+}

@@ -8,7 +8,6 @@ use clap::Args;
 use moat::ObjectId;
 use moat::ops::diff::{self, Change, Status, Trees};
 use moat::ops::patch::{self, Body};
-use moat::ops::resolve;
 use moat::util::progress::NoProgress;
 use serde_json::{Value, json};
 
@@ -73,13 +72,10 @@ fn path_args(paths: &[PathBuf]) -> Vec<Vec<u8>> {
 
 pub fn run_diff(ctx: &Ctx, a: DiffArgs) -> moat::Result<i32> {
     let store = ctx.open()?;
-    let cwd = std::env::current_dir()
-        .ok()
-        .and_then(|d| std::fs::canonicalize(d).ok());
-    let old = resolve::snapshot(&store, &a.a, cwd.as_deref())?;
+    let old = super::scope::snapshot(&store, &a.a)?;
     let mut trees = Trees::new(&store);
     let (new_root, live): (ObjectId, Option<PathBuf>) = match &a.b {
-        Some(b) => (resolve::snapshot(&store, b, cwd.as_deref())?.snap.root, None),
+        Some(b) => (super::scope::snapshot(&store, b)?.snap.root, None),
         None => {
             let ws = old.snap.workspace_path();
             // The workspace as a snapshot of it would see it now.

@@ -6,7 +6,6 @@ use clap::Args;
 use moat::ObjectId;
 use moat::format::snapshot::Snapshot;
 use moat::format::tree::Content;
-use moat::ops::resolve;
 use serde_json::{Value, json};
 
 use super::{Ctx, fmt, json, out, scope};
@@ -94,16 +93,8 @@ pub fn snapshot_json(id: &ObjectId, s: &Snapshot) -> Value {
     v
 }
 
-/// The current directory as a workspace, for `latest`.
-fn cwd_workspace() -> Option<PathBuf> {
-    std::env::current_dir()
-        .ok()
-        .and_then(|d| std::fs::canonicalize(d).ok())
-}
-
 fn manage(ctx: &Ctx, cmd: SnapshotsCmd) -> moat::Result<i32> {
     let store = ctx.open()?;
-    let cwd = cwd_workspace();
     let (verb, a) = match &cmd {
         SnapshotsCmd::Delete(a) => ("deleted", a),
         SnapshotsCmd::Pin(a) => ("pinned", a),
@@ -113,7 +104,7 @@ fn manage(ctx: &Ctx, cmd: SnapshotsCmd) -> moat::Result<i32> {
     let records = a
         .ids
         .iter()
-        .map(|i| resolve::snapshot(&store, i, cwd.as_deref()))
+        .map(|i| scope::snapshot(&store, i))
         .collect::<moat::Result<Vec<_>>>()?;
     let _lock = store.lock_shared()?;
     let mut done = Vec::with_capacity(records.len());
@@ -204,7 +195,7 @@ pub fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> moat::Result<i32> {
 
 pub fn show(ctx: &Ctx, a: ShowArgs) -> moat::Result<i32> {
     let store = ctx.open()?;
-    let r = resolve::snapshot(&store, &a.id, cwd_workspace().as_deref())?;
+    let r = scope::snapshot(&store, &a.id)?;
     let v = snapshot_json(&r.id, &r.snap);
     if a.json {
         outln!("{v}");
@@ -247,7 +238,7 @@ pub fn show(ctx: &Ctx, a: ShowArgs) -> moat::Result<i32> {
 
 pub fn ls(ctx: &Ctx, a: LsArgs) -> moat::Result<i32> {
     let store = ctx.open()?;
-    let r = resolve::snapshot(&store, &a.id, cwd_workspace().as_deref())?;
+    let r = scope::snapshot(&store, &a.id)?;
     let path = a.path.unwrap_or_default();
     // Each entry is printed as the walk reaches it: a listing is never
     // collected (a JSON array then has one element per line).

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use clap::Args;
 use moat::ops::mount::{self, Layout, View};
-use moat::ops::resolve::{self, Scope};
+use moat::ops::resolve::Scope;
 
 use super::{Ctx, fmt, out, scope};
 
@@ -49,10 +49,7 @@ pub fn run(ctx: &Ctx, a: MountArgs) -> moat::Result<i32> {
     let lock = store.lock_shared()?;
     let (layout, what) = match &a.id {
         Some(spec) => {
-            let cwd = std::env::current_dir()
-                .ok()
-                .and_then(|d| std::fs::canonicalize(d).ok());
-            let r = resolve::snapshot(&store, spec, cwd.as_deref())?;
+            let r = scope::snapshot(&store, spec)?;
             let what = format!("snapshot {}", r.id.short());
             (Layout::One(Box::new(r)), what)
         }

@@ -4,7 +4,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use clap::Args;
-use moat::ops::resolve;
 use moat::ops::restore::{self, RestoreOptions};
 
 use super::{Ctx, bar, fmt, json, out};
@@ -32,10 +31,7 @@ pub struct RestoreArgs {
 
 pub fn run(ctx: &Ctx, a: RestoreArgs) -> moat::Result<i32> {
     let store = ctx.open()?;
-    let cwd = std::env::current_dir()
-        .ok()
-        .and_then(|d| std::fs::canonicalize(d).ok());
-    let r = resolve::snapshot(&store, &a.id, cwd.as_deref())?;
+    let r = super::scope::snapshot(&store, &a.id)?;
     let opts = RestoreOptions {
         force: a.force,
         subpath: a.path.map(|p| p.as_os_str().as_bytes().to_vec()),

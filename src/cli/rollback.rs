@@ -36,9 +36,12 @@ pub struct RollbackArgs {
 pub fn run(ctx: &Ctx, a: RollbackArgs) -> moat::Result<i32> {
     let store = ctx.open()?;
     let implicit = a.workspace.is_none();
-    let ws = moat::worktree::workspace_root(&a.workspace.unwrap_or_else(|| PathBuf::from(".")))?;
-    // The workspace is where the command was run (or above it): say which,
-    // as every command with an implicit workspace does.
+    let ws = match &a.workspace {
+        Some(p) => moat::worktree::workspace_root(p)?,
+        None => resolve::implicit_workspace(&store)?.0,
+    };
+    // The workspace is the root of the one the command was run in: say
+    // which, as every command with an implicit workspace does.
     if implicit && !ctx.quiet && !a.json {
         errln!("moat: workspace {}", super::out::quote_path(&ws));
     }

@@ -41,3 +41,15 @@ pub fn describe(scope: &Scope) -> String {
         Scope::Workspace { path, .. } => format!("workspace {}", out::quote_path(path)),
     }
 }
+
+/// The snapshot the user named. `latest` means the newest of the
+/// workspace a snapshot taken here would be of (the root of the current
+/// directory's, `resolve::implicit_workspace`, found only for `latest`),
+/// else of the store.
+pub fn snapshot(store: &Store, spec: &str) -> moat::Result<moat::store::SnapshotRecord> {
+    let here = match spec.starts_with("latest") {
+        true => resolve::implicit_workspace(store).ok().map(|(p, _)| p),
+        false => None,
+    };
+    resolve::snapshot(store, spec, here.as_deref())
+}

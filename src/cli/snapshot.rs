@@ -1,6 +1,6 @@
 //! `moat snapshot`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
 use moat::Store;
@@ -142,12 +142,7 @@ pub fn choose_workspace(store: &Store, given: Option<PathBuf>) -> moat::Result<(
         let why = format!("workspace {} (given)", out::quote_path(&ws));
         return Ok((ws, why));
     }
-    let mut known = None;
-    let (ws, found) = moat::worktree::find_root(Path::new("."), |dir| {
-        known
-            .get_or_insert_with(|| moat::worktree::snapshotted(store))
-            .contains(dir)
-    })?;
+    let (ws, found) = moat::ops::resolve::implicit_workspace(store)?;
     let why = format!("workspace {} ({})", out::quote_path(&ws), found.describe());
     Ok((ws, why))
 }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::store::{SnapshotRecord, Store};
+use crate::worktree::RootFound;
 
 pub const MIN_PREFIX: usize = 6;
 
@@ -80,21 +81,38 @@ impl Scope {
     }
 }
 
+/// The workspace a command without one acts on: the root of the current
+/// directory's, found as `moat snapshot` finds it (`worktree::find_root`:
+/// the nearest ancestor holding `.git` or with snapshots), and why.
+pub fn implicit_workspace(store: &Store) -> Result<(PathBuf, RootFound)> {
+    let mut known = None;
+    crate::worktree::find_root(Path::new("."), |dir| {
+        known
+            .get_or_insert_with(|| crate::worktree::snapshotted(store))
+            .contains(dir)
+    })
+}
+
 /// Decides the scope of a command: `--all`, the named workspace, else the
-/// current directory — which must then have snapshots, or the command
-/// would act on nothing while seeming to succeed (`hint` says how to name
-/// one, e.g. "name a WORKSPACE or pass --all").
+/// current directory's (`implicit_workspace`) — which must then have
+/// snapshots, or the command would act on nothing while seeming to
+/// succeed (`hint` says how to name one, e.g. "name a WORKSPACE or pass
+/// --all").
 pub fn scope(store: &Store, named: Option<&Path>, all: bool, hint: &'static str) -> Result<Scope> {
     if all {
         return Ok(Scope::All);
     }
-    let implicit = named.is_none();
-    let path = crate::worktree::workspace_root(named.unwrap_or(Path::new(".")))?;
-    if implicit {
+    let Some(named) = named else {
+        let (path, _) = implicit_workspace(store)?;
         let (snaps, _) = store.list_snapshots()?;
         if !snaps.iter().any(|r| r.snap.workspace_path() == path) {
             return Err(Error::NoSnapshotsOf { path, hint });
         }
-    }
-    Ok(Scope::Workspace { path, implicit })
+        return Ok(Scope::Workspace { path, implicit: true });
+    };
+    let path = crate::worktree::workspace_root(named)?;
+    Ok(Scope::Workspace {
+        path,
+        implicit: false,
+    })
 }
