@@ -97,6 +97,10 @@ pub enum Error {
     #[error("{0}: no moat store here; take a snapshot to create one, or pass --store DIR")]
     NoStore(PathBuf),
 
+    /// A request to a remote store failed (after its retries).
+    #[error("{path}: {detail}")]
+    Remote { path: PathBuf, detail: String },
+
     #[error("{path}: cannot decide where the store lives: {detail}")]
     StoreLocation { path: PathBuf, detail: String },
 

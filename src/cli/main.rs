@@ -24,6 +24,7 @@ mod rollback;
 mod run;
 mod scope;
 mod snapshot;
+mod transfer;
 mod watch;
 
 use std::path::PathBuf;
@@ -39,8 +40,8 @@ use moat::Store;
     about = "Content-addressed, deduplicating snapshots of developer workspaces"
 )]
 pub struct Cli {
-    /// Store directory [default: $MOAT_STORE, else $MOAT_HOME/store, else ~/.moat/store]
-    #[arg(long, global = true, value_name = "DIR")]
+    /// Store: a directory or s3://BUCKET/PREFIX [default: $MOAT_STORE, else $MOAT_HOME/store, else ~/.moat/store]
+    #[arg(long, global = true, value_name = "DIR|URL")]
     store: Option<PathBuf>,
     /// No progress bars or informational messages
     #[arg(long, short, global = true)]
@@ -91,6 +92,10 @@ enum Cmd {
     Completions(completions::CompletionsArgs),
     /// Print man pages (roff), or write them all with --out DIR
     Man(man::ManArgs),
+    /// Copy snapshots, and the objects they need, to another store
+    Push(transfer::TransferArgs),
+    /// Copy snapshots, and the objects they need, from another store
+    Pull(transfer::TransferArgs),
 }
 
 pub struct Ctx {
@@ -144,6 +149,8 @@ fn run() -> i32 {
         Cmd::Mount(a) => mount::run(&ctx, a),
         Cmd::Completions(a) => completions::run(&ctx, a),
         Cmd::Man(a) => man::run(&ctx, a),
+        Cmd::Push(a) => transfer::run(&ctx, a, transfer::Way::Push),
+        Cmd::Pull(a) => transfer::run(&ctx, a, transfer::Way::Pull),
     };
     // The pager goes first, so an error is not printed under it.
     let res = res.and_then(|code| pager::finish().map(|()| code));

@@ -1,6 +1,6 @@
 //! The commands over a store, one module each: restore, rollback, diff
 //! (and its text patches), log, mount, inspect (show, ls), resolve (naming
-//! snapshots), check, gc and watch. Uses `capture`, `worktree`, `store`, `format`
+//! snapshots), check, gc, watch and transfer (push, pull). Uses `capture`, `worktree`, `store`, `format`
 //! and `util`; the CLI turns their typed results into output.
 
 pub mod check;
@@ -13,5 +13,6 @@ pub mod patch;
 pub mod resolve;
 pub mod restore;
 pub mod rollback;
+pub mod transfer;
 pub mod trees;
 pub mod watch;

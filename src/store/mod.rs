@@ -22,6 +22,7 @@ pub mod cleanup;
 pub mod consolidate;
 pub mod index;
 pub mod lock;
+pub mod lock_remote;
 pub mod pack_writer;
 mod read;
 pub mod scratch;
@@ -36,6 +37,8 @@ use crate::format::config::StoreConfig;
 use crate::format::id::ObjectId;
 use crate::format::snapshot::Snapshot;
 use crate::store::backend::local::LocalBackend;
+use crate::store::backend::remote::S3Url;
+use crate::store::backend::s3::S3Backend;
 use crate::store::backend::{Backend, Blob, FileKind, Shape, layout};
 use crate::store::cleanup::TempItem;
 use crate::store::index::Index;
@@ -43,7 +46,8 @@ use crate::store::lock::Held;
 use crate::store::scratch::ScratchDir;
 
 /// Where the store lives: `--store`, else `$MOAT_STORE`, else
-/// `$MOAT_HOME/store`, else `~/.moat/store`.
+/// `$MOAT_HOME/store`, else `~/.moat/store`: a directory, or an
+/// `s3://BUCKET/PREFIX` URL (kept as the path's text).
 pub fn default_location(flag: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = flag {
         return Ok(p.to_path_buf());
@@ -91,24 +95,50 @@ pub struct SnapshotRecord {
 }
 
 impl Store {
-    /// Opens the local store at `root`, creating it on first use.
-    pub fn open_or_create(root: &Path) -> Result<Self> {
-        Self::create_in(Box::new(LocalBackend::create(root)?))
+    /// Opens the store at `loc` (a directory, or `s3://BUCKET/PREFIX`),
+    /// creating it on first use.
+    pub fn open_or_create(loc: &Path) -> Result<Self> {
+        match s3_url(loc)? {
+            Some(url) => Self::create_in(Box::new(S3Backend::open(url)?)),
+            None => Self::create_in(Box::new(LocalBackend::create(loc)?)),
+        }
     }
 
-    /// Opens an existing local store.
-    pub fn open(root: &Path) -> Result<Self> {
-        Self::open_in(Box::new(LocalBackend::open(root)?))
+    /// Opens an existing store at `loc` (a directory, or
+    /// `s3://BUCKET/PREFIX`).
+    pub fn open(loc: &Path) -> Result<Self> {
+        match s3_url(loc)? {
+            Some(url) => Self::open_in(Box::new(S3Backend::open(url)?)),
+            None => Self::open_in(Box::new(LocalBackend::open(loc)?)),
+        }
     }
 
     /// Opens the store `backend` holds, giving it a config on first use.
     /// Of two processes creating one store at once, one config wins and
     /// both use it.
     pub fn create_in(backend: Box<dyn Backend>) -> Result<Self> {
+        Self::create_with(backend, StoreConfig::new_default())
+    }
+
+    fn create_with(backend: Box<dyn Backend>, config: StoreConfig) -> Result<Self> {
         if backend.stat(FileKind::Config, "")?.is_none() {
-            backend.create_new(FileKind::Config, "", &StoreConfig::new_default().encode())?;
+            backend.create_new(FileKind::Config, "", &config.encode())?;
         }
         Self::open_in(backend)
+    }
+
+    /// Opens the store at `loc`, creating it on first use with the
+    /// chunking and pack parameters of `like` (and an id of its own): a
+    /// push to a new store keeps the source's chunks within its limits.
+    pub fn open_or_create_like(loc: &Path, like: &StoreConfig) -> Result<Self> {
+        let config = StoreConfig {
+            id: StoreConfig::new_default().id,
+            ..like.clone()
+        };
+        match s3_url(loc)? {
+            Some(url) => Self::create_with(Box::new(S3Backend::open(url)?), config),
+            None => Self::create_with(Box::new(LocalBackend::create(loc)?), config),
+        }
     }
 
     /// Opens the store `backend` holds.
@@ -408,6 +438,14 @@ impl Store {
         min_age_ns: i64,
     ) -> (Vec<TempItem>, Vec<(TempItem, String)>) {
         cleanup::remove(self.backend(), items, min_age_ns, crate::util::now_ns())
+    }
+}
+
+/// The bucket and prefix of a location that is an `s3://` URL.
+fn s3_url(loc: &Path) -> Result<Option<S3Url>> {
+    match loc.to_str().and_then(S3Url::parse) {
+        Some(url) => url.map(Some),
+        None => Ok(None),
     }
 }
 

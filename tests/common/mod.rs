@@ -6,6 +6,7 @@ pub mod coarse;
 pub mod fuse;
 pub mod hostile;
 pub mod loopfs;
+pub mod moto;
 pub mod pty;
 pub mod reflink;
 pub mod run;

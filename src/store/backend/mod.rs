@@ -6,11 +6,11 @@
 //! sees a path to a store file: `describe` gives one for messages only.
 //!
 //! Implementations: `local` (a directory: temp → fsync → rename → fsync of
-//! the directory, packs and index files memory-mapped) and `memory` (the
-//! in-memory twin the unit tests of the layers above run against). A
-//! remote backend (an object store) fits the same interface: `list` by
-//! kind, `read_range` for ranged GETs, `create_new` for conditional
-//! creates, `upload` for a body whose name is known only at its end.
+//! the directory, packs and index files memory-mapped), `memory` (the
+//! in-memory twin the unit tests of the layers above run against) and
+//! `s3` (a bucket, through `remote`: `list` by kind, `read_range` as
+//! ranged GETs, `create_new` as conditional creates, `upload` buffered
+//! and PUT whole when published).
 //!
 //! Contract every backend keeps (the store's crash safety rests on it):
 //! - a file is visible under its name only complete and durable (`write`,
@@ -28,6 +28,9 @@ pub mod file;
 pub mod layout;
 pub mod local;
 pub mod memory;
+pub mod remote;
+pub mod s3;
+mod s3_error;
 
 use std::ops::{Deref, Range};
 use std::path::{Path, PathBuf};
@@ -220,6 +223,15 @@ pub trait Upload: Send {
     fn describe(&self) -> PathBuf;
 }
 
+/// Requests and bytes that went over the wire (all zero for a store on
+/// this machine).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub requests: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+}
+
 /// Where and how a store's files are kept (see the module doc for the
 /// contract).
 pub trait Backend: Send + Sync {
@@ -277,6 +289,11 @@ pub trait Backend: Send + Sync {
 
     /// The store's lock (see `store::lock`).
     fn lock(&self) -> &dyn Lock;
+
+    /// What this backend has sent and received so far.
+    fn traffic(&self) -> Traffic {
+        Traffic::default()
+    }
 }
 
 #[cfg(test)]
