@@ -270,51 +270,51 @@ fn two_pushers_and_a_remote_gc_at_once_lose_nothing() {
     let wg = s.env.path("wg");
     tree(&wg, 9, 0);
     let g = last_line(&ok_local(s.local("g"), &["snapshot", wg.to_str().unwrap()]));
-    ok_local(s.local("g"), &["push", &s.url, "--all"]);
     let mut stores = Vec::new();
     for name in ["p", "q"] {
         let ws = s.env.path(&format!("ws-{name}"));
-        let mut ids = Vec::new();
-        for edit in 0..2 {
-            tree(&ws, 9, edit);
+        stores.push((name.to_string(), ws, Vec::new()));
+    }
+    for round in 0..2u64 {
+        ok_local(s.local("g"), &["push", &s.url, "--all"]);
+        s.ok(&["snapshots", "delete", &g]);
+        for (name, ws, ids) in stores.iter_mut() {
+            tree(ws, 9, round);
             write(&ws.join("who.txt"), name.as_bytes());
             ids.push(last_line(&ok_local(
                 s.local(name),
                 &["snapshot", ws.to_str().unwrap()],
             )));
         }
-        stores.push((name.to_string(), ws, ids));
-    }
-    for round in 0..2u64 {
-        for (name, ws, ids) in stores.iter_mut() {
-            tree(ws, 9, round + 2);
-            ids.push(last_line(&ok_local(
-                s.local(name),
-                &["snapshot", ws.to_str().unwrap()],
-            )));
-        }
-        s.ok(&["snapshots", "delete", &g]);
-        let gc = s.cmd().args(["gc"]).output_child();
-        let pushers: Vec<_> = stores
-            .iter()
-            .map(|(name, _, _)| {
-                let mut c = s.local(name);
-                c.args(["push", &s.url, "--all", "--json"]);
-                c.output_child()
-            })
-            .collect();
-        for p in pushers {
-            let out = p.wait_with_output().unwrap();
+        // The first pusher stops right before its snapshot file, having
+        // relied on the garbage's objects (it found them in the index).
+        let mut p = s.local("p");
+        p.args(["push", &s.url, "--all", "--json"])
+            .env("MOAT_FAILPOINT", "transfer-snapshot:pause")
+            .stdin(std::process::Stdio::piped());
+        let mut p = p.output_child();
+        let mut p_err = std::io::BufReader::new(p.stderr.take().unwrap());
+        wait_for_line(&mut p_err, "failpoint transfer-snapshot");
+        // gc and the second pusher start now; gc must wait for the first.
+        let mut gc = s.cmd().args(["gc", "--all"]).output_child();
+        let mut q = s.local("q");
+        q.args(["push", &s.url, "--all", "--json"]);
+        let q = q.output_child();
+        let mut gc_err = std::io::BufReader::new(gc.stderr.take().unwrap());
+        let gc_said = wait_for_line(&mut gc_err, "waiting");
+        // Let the first pusher go on (a gc that did not wait has finished
+        // by now, deleting what that pusher relies on).
+        std::io::Write::write_all(p.stdin.as_mut().unwrap(), b"\n").unwrap();
+        for (what, c) in [("first push", p), ("second push", q), ("gc", gc)] {
+            let out = c.wait_with_output().unwrap();
             assert!(
                 out.status.success(),
-                "round {round}: push failed:\n{}",
+                "round {round}: {what} failed:\n{}",
                 show(&out)
             );
         }
-        let out = gc.wait_with_output().unwrap();
-        assert!(out.status.success(), "round {round}: gc failed:\n{}", show(&out));
         for (_, ws, ids) in &stores {
-            for id in ids {
+            for id in ids.iter() {
                 let to = s.env.path(&format!("r{round}-{id}"));
                 s.ok(&["restore", id, "--to", to.to_str().unwrap(), "--force"]);
             }
@@ -322,8 +322,26 @@ fn two_pushers_and_a_remote_gc_at_once_lose_nothing() {
             assert_same_tree(ws, &s.env.path(&format!("r{round}-{newest}")));
         }
         s.ok(&["check", "--read-data"]);
-        // The garbage comes back for the next round.
-        ok_local(s.local("g"), &["push", &s.url, "--all"]);
+        assert!(
+            gc_said.contains("waiting"),
+            "gc did not wait for the pusher: {gc_said}"
+        );
+    }
+}
+
+/// Reads lines until one contains `what` (returned) or the stream ends
+/// (everything read is returned).
+fn wait_for_line(r: &mut impl std::io::BufRead, what: &str) -> String {
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return seen;
+        }
+        if line.contains(what) {
+            return line;
+        }
+        seen.push_str(&line);
     }
 }
 

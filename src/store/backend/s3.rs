@@ -107,7 +107,7 @@ impl S3Backend {
     }
 
     /// A cached copy of an index or snapshot file, if it checks out.
-    fn from_cache(&self, kind: FileKind, name: &str) -> Option<Blob> {
+    fn cached_copy(&self, kind: FileKind, name: &str) -> Option<Blob> {
         let b = self.local().ok()?.read(kind, name).ok()??;
         let good = match kind {
             FileKind::Snapshot => ObjectId::from_hex(name).is_some_and(|id| ObjectId::hash(&b) == id),
@@ -117,7 +117,7 @@ impl S3Backend {
     }
 
     /// Keeps a copy (a failure costs only a later fetch).
-    fn to_cache(&self, kind: FileKind, name: &str, data: &[u8]) {
+    fn keep_copy(&self, kind: FileKind, name: &str, data: &[u8]) {
         if let Ok(l) = self.local() {
             let _ = l.write(kind, name, data);
         }
@@ -154,13 +154,13 @@ impl Backend for S3Backend {
             return self.local()?.read(kind, name);
         }
         if cached(kind)
-            && let Some(b) = self.from_cache(kind, name)
+            && let Some(b) = self.cached_copy(kind, name)
         {
             return Ok(Some(b));
         }
         let data = self.remote.get(&self.rel(kind, name)?)?;
         if let (true, Some(d)) = (cached(kind), data.as_ref()) {
-            self.to_cache(kind, name, d);
+            self.keep_copy(kind, name, d);
         }
         Ok(data.map(Blob::from))
     }
@@ -222,7 +222,7 @@ impl Backend for S3Backend {
         self.check_lease(kind, name)?;
         self.remote.put(&self.rel(kind, name)?, data.to_vec(), false)?;
         if cached(kind) {
-            self.to_cache(kind, name, data);
+            self.keep_copy(kind, name, data);
         }
         Ok(())
     }
