@@ -97,10 +97,21 @@ fn snapshot_into_and_restore_from_a_bucket() {
     assert!(d.contains("src/new.rs"), "{d}");
     s.ok(&["ls", &id2]);
     s.ok(&["check", "--read-data"]);
-    // The index and snapshot files are cached locally after one read:
-    // listing again reads none of them from the bucket.
-    let cache = s.home().join("cache");
-    assert!(cache.exists(), "no local cache at {}", cache.display());
+    // Index files, snapshot files and trees are cached locally after one
+    // read: listing, ls, diff and log again GET none of them (moto's
+    // request log says), only listings.
+    let gets = || s.moto.gets_below(&s.url);
+    let before = gets();
+    s.ok(&["snapshots", "--all"]);
+    s.ok(&["ls", &id2]);
+    s.ok(&["diff", &id, &id2]);
+    s.ok(&["log", "--workspace", ws.to_str().unwrap()]);
+    assert_eq!(gets(), before, "index, snapshot or tree fetched again");
+    // The cache is safe to delete.
+    std::fs::remove_dir_all(s.home().join("cache")).unwrap();
+    let d2 = s.ok(&["diff", &id, &id2]);
+    assert_eq!(d, d2);
+    assert!(gets() > before);
 }
 
 #[test]
@@ -356,4 +367,60 @@ impl Spawn for Command {
             .spawn()
             .expect("spawn moat")
     }
+}
+
+#[test]
+fn moat_run_pushes_each_snapshot_and_survives_a_failing_remote() {
+    let Some(s) = S3::new() else { return };
+    let ws = s.env.path("ws");
+    write(&ws.join("a.txt"), b"before\n");
+    write(
+        &ws.join("moat.yaml"),
+        format!("remote:\n  url: {}\n  auto_push: true\n", s.url).as_bytes(),
+    );
+    let mut c = s.local("a");
+    c.args([
+        "run",
+        "--verbose",
+        "--workspace",
+        ws.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "echo after > a.txt",
+    ]);
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let local = ok_local(s.local("a"), &["snapshots", "--all"]);
+    let remote = s.ok(&["snapshots", "--all"]);
+    let n = |t: &str| t.lines().filter(|l| !l.trim().is_empty()).count();
+    assert!(n(&local) >= 2, "{local}");
+    assert_eq!(n(&remote), n(&local), "local:\n{local}\nremote:\n{remote}");
+    let to = s.env.path("back");
+    s.ok(&["restore", "latest", "--to", to.to_str().unwrap()]);
+    assert_eq!(std::fs::read(to.join("a.txt")).unwrap(), b"after\n");
+    // A remote that cannot be reached: the run still succeeds, with CMD's
+    // exit code, and says what was not pushed.
+    write(
+        &ws.join("moat.yaml"),
+        b"remote:\n  url: s3://no-such-bucket-here/x\n  auto_push: true\n",
+    );
+    let mut c = s.local("a");
+    c.args([
+        "run",
+        "--verbose",
+        "--workspace",
+        ws.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("does not exist") && err.contains("not pushed"),
+        "{err}"
+    );
 }

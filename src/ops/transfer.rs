@@ -178,7 +178,7 @@ impl Copier<'_, '_> {
             if !seen.insert(id) {
                 continue;
             }
-            let raw = self.src.read_object(&id, ObjectKind::Tree)?;
+            let raw = self.src.read_tree_bytes(&id)?;
             let tree = Tree::decode(&raw).map_err(|detail| Error::BadTree { id, detail })?;
             if !self.dst_has(&id) {
                 self.put(ObjectKind::Tree, id, &raw)?;

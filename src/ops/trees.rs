@@ -13,7 +13,6 @@ use std::sync::Mutex;
 
 use crate::error::{Error, Result};
 use crate::format::id::ObjectId;
-use crate::format::pack::ObjectKind;
 use crate::format::tree::{Budget, Content, Entry, Tree};
 use crate::store::Store;
 
@@ -54,7 +53,7 @@ impl<'a> Trees<'a> {
         let bytes = match self.mem.get(id) {
             Some(b) => b,
             None => {
-                owned = self.store.read_object(id, ObjectKind::Tree)?;
+                owned = self.store.read_tree_bytes(id)?;
                 &owned
             }
         };

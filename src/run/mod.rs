@@ -14,12 +14,15 @@
 //! obey the growth guard. moat says nothing on CMD's terminal: what it did
 //! goes to `runs/<id>/moat.log` (`log.rs`); it returns CMD's exit code. A
 //! run is recorded under `$MOAT_HOME/runs/<id>/` (`run.json`, `exec.jsonl`,
-//! `moat.log`).
+//! `moat.log`). With `remote: {url, auto_push: true}` in `moat.yaml`, each
+//! committed snapshot is pushed to that store by a background thread
+//! (`push.rs`); a failed push is retried and logged, never fatal.
 //!
 //! Uses `ops`, `capture`, `worktree`, `store`, `format` and `util`.
 
 mod idle;
 pub mod log;
+mod push;
 mod snapper;
 pub mod trace;
 
@@ -167,6 +170,13 @@ pub fn run(store: &Store, opts: RunOptions, live: Log, child_pid: &AtomicI32) ->
     }
     let exec_log = File::create(dir.join("exec.jsonl")).at(dir.join("exec.jsonl"))?;
     let code = std::thread::scope(|s| -> Result<i32> {
+        let pusher = cfg.remote.as_ref().filter(|r| r.auto_push).map(|r| {
+            let (tx, rx) = mpsc::channel();
+            snapper.push_to(tx);
+            log.line(&format!("pushing each snapshot to {} in the background", r.url));
+            let push = push::AutoPush::new(store, PathBuf::from(&r.url), &log);
+            s.spawn(move || push.serve(rx))
+        });
         let ingester = s.spawn(|| snapper.ingest_all(ready_rx));
         let stager = s.spawn(|| snapper.stage_all(moments_rx, ready));
         let from_events = (snapshots && !holds).then(|| moments.clone());
@@ -213,6 +223,10 @@ pub fn run(store: &Store, opts: RunOptions, live: Log, child_pid: &AtomicI32) ->
         drop(moments);
         let _ = stager.join();
         let _ = ingester.join();
+        snapper.close_pushes();
+        if let Some(p) = pusher {
+            let _ = p.join();
+        }
         Ok(code)
     })?;
     let mut i = lock(&info);

@@ -70,6 +70,8 @@ pub struct Snapper<'a> {
     last_staged: Mutex<Option<(u64, Arc<Provisional>)>>,
     /// The sequence number of the newest capture the ingester finished.
     ingested: AtomicU64,
+    /// Where committed snapshots go to be pushed (`run::push`).
+    pushes: Mutex<Option<Sender<crate::format::id::ObjectId>>>,
 }
 
 impl<'a> Snapper<'a> {
@@ -95,7 +97,18 @@ impl<'a> Snapper<'a> {
             pool,
             last_staged: Mutex::new(None),
             ingested: AtomicU64::new(0),
+            pushes: Mutex::new(None),
         }
+    }
+
+    /// Sends every snapshot committed from now on to `tx`.
+    pub fn push_to(&self, tx: Sender<crate::format::id::ObjectId>) {
+        *lock(&self.pushes) = Some(tx);
+    }
+
+    /// Ends the pushes (the pusher finishes what it has).
+    pub fn close_pushes(&self) {
+        lock(&self.pushes).take();
     }
 
     /// Stages the moments in order until their channel closes, handing
@@ -282,6 +295,9 @@ impl<'a> Snapper<'a> {
                     info.pre_run = Some(id.to_hex());
                 }
                 drop(info);
+                if let Some(tx) = lock(&self.pushes).as_ref() {
+                    let _ = tx.send(id);
+                }
                 self.apply_retention();
             }
             Err(e) => self.log.line(&format!("warning: {name} snapshot not taken: {e}")),

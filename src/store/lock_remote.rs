@@ -194,6 +194,11 @@ impl RemoteLock {
 fn renew(remote: &Remote, lease: Duration, body: &[u8], st: &State) {
     let mut stop = guard(&st.stop);
     loop {
+        // Checked before each wait too: a hold dropped before this thread
+        // first got here must not wait a whole period.
+        if *stop {
+            return;
+        }
         stop = st
             .wake
             .wait_timeout(stop, lease / 6)

@@ -93,8 +93,21 @@ impl Store {
         }))
     }
 
-    pub fn read_tree(&self, id: &ObjectId) -> Result<Tree> {
+    /// A tree object's bytes, verified: from the backend's local copy
+    /// where it keeps one (a remote store's cache), else from its pack
+    /// (and then kept).
+    pub fn read_tree_bytes(&self, id: &ObjectId) -> Result<Vec<u8>> {
+        let limit = crate::format::pack::max_raw_len(ObjectKind::Tree, self.config.chunk_max);
+        if let Some(data) = self.backend.cached_tree(id, u64::from(limit)) {
+            return Ok(data);
+        }
         let data = self.read_object(id, ObjectKind::Tree)?;
+        self.backend.keep_tree(id, &data);
+        Ok(data)
+    }
+
+    pub fn read_tree(&self, id: &ObjectId) -> Result<Tree> {
+        let data = self.read_tree_bytes(id)?;
         Tree::decode(&data).map_err(|detail| Error::BadTree { id: *id, detail })
     }
 }

@@ -31,6 +31,18 @@ pub const MAX_FLOW_COLLECTIONS: usize = 256;
 pub struct WorkspaceConfig {
     pub snapshots: Snapshots,
     pub tracing: Tracing,
+    /// A store to copy this workspace's snapshots to.
+    pub remote: Option<Remote>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Remote {
+    /// A directory or `s3://BUCKET/PREFIX`.
+    pub url: String,
+    /// `moat run` pushes each snapshot there in the background.
+    #[serde(default)]
+    pub auto_push: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]

@@ -178,6 +178,20 @@ impl Moto {
             .env("MOAT_HOME", home);
     }
 
+    /// How many GETs of objects below store `url` (`s3://BUCKET/PREFIX`)
+    /// other than its config moto has logged so far (listings are not
+    /// GETs of an object).
+    pub fn gets_below(&self, url: &str) -> usize {
+        let path = format!("\"GET /{}/", url.trim_start_matches("s3://"));
+        std::fs::read_to_string(&self.log)
+            .map(|s| {
+                s.lines()
+                    .filter(|l| l.contains(&path) && !l.contains("/config "))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
     /// How many requests moto has logged so far.
     pub fn requests_logged(&self) -> usize {
         std::fs::read_to_string(&self.log)

@@ -37,6 +37,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::Result;
+use crate::format::id::ObjectId;
 use crate::store::lock::Lock;
 
 /// What a store file is: where a backend keeps it, its failpoint and the
@@ -289,6 +290,16 @@ pub trait Backend: Send + Sync {
 
     /// The store's lock (see `store::lock`).
     fn lock(&self) -> &dyn Lock;
+
+    /// The bytes of tree object `id` from a local copy, if the backend
+    /// keeps one, it is at most `max_len` bytes and it hashes to `id`.
+    fn cached_tree(&self, _id: &ObjectId, _max_len: u64) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// Keeps a local copy of tree object `id` (verified `raw`), where the
+    /// backend keeps them; a failure costs only a later fetch.
+    fn keep_tree(&self, _id: &ObjectId, _raw: &[u8]) {}
 
     /// What this backend has sent and received so far.
     fn traffic(&self) -> Traffic {

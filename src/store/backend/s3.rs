@@ -12,10 +12,11 @@
 //! What belongs to this machine stays on it, in the store's local cache
 //! `$MOAT_HOME/cache/<store id>/` (a local store directory; safe to
 //! delete): workspaces' stat caches and watch tokens, temp files and
-//! staging dirs, and copies of index files and snapshot files, which
-//! never change once written, so listings, diff and ls do not fetch them
-//! again. A cached copy is checked (index: its checksum; snapshot: its
-//! id) before it is used, and fetched again when it fails.
+//! staging dirs, and copies of index files, snapshot files and tree
+//! objects, which never change once written, so listings, diff, log and
+//! ls do not fetch them again. A cached copy is checked (index: its
+//! checksum; snapshot and tree: its id) before it is used, and fetched
+//! again when it fails.
 //!
 //! Every publish and delete first checks that this process's holds on the
 //! lock still have their lease (`RemoteLock::check`).
@@ -40,6 +41,8 @@ pub struct S3Backend {
     /// The local cache, opened once the store's config (and so its id)
     /// is known.
     local: OnceLock<LocalBackend>,
+    /// The config's bytes, once read (a config is never rewritten).
+    config: OnceLock<Vec<u8>>,
 }
 
 /// Kinds kept only in the local cache.
@@ -65,6 +68,7 @@ impl S3Backend {
             remote,
             home,
             local: OnceLock::new(),
+            config: OnceLock::new(),
         }
     }
 
@@ -85,10 +89,9 @@ impl S3Backend {
         }
         let rel = self.rel(FileKind::Config, "")?;
         let data = self
-            .remote
-            .get(&rel)?
+            .config()?
             .ok_or_else(|| Error::NoStore(self.remote.location.clone()))?;
-        let cfg = StoreConfig::decode(&data, &self.remote.describe(&rel))?;
+        let cfg = StoreConfig::decode(data, &self.remote.describe(&rel))?;
         let home = match &self.home {
             Some(h) => h.clone(),
             None => crate::store::moat_home()?,
@@ -96,6 +99,23 @@ impl S3Backend {
         let dir = home.join("cache").join(hex::encode(cfg.id));
         let l = LocalBackend::create(&dir)?;
         Ok(self.local.get_or_init(|| l))
+    }
+
+    /// The config's bytes (fetched once), `None` when there is none yet.
+    fn config(&self) -> Result<Option<&[u8]>> {
+        if let Some(c) = self.config.get() {
+            return Ok(Some(c));
+        }
+        match self.remote.get(&self.rel(FileKind::Config, "")?)? {
+            Some(c) => Ok(Some(self.config.get_or_init(|| c))),
+            None => Ok(None),
+        }
+    }
+
+    /// Where tree objects are kept: `trees/<id>` in the local cache.
+    fn trees_dir(&self) -> Result<PathBuf> {
+        let l = self.local()?;
+        Ok(l.location().join("trees"))
     }
 
     /// Fails when the lease on this process's lock holds may be gone.
@@ -152,6 +172,9 @@ impl Backend for S3Backend {
     fn read(&self, kind: FileKind, name: &str) -> Result<Option<Blob>> {
         if local_only(kind) {
             return self.local()?.read(kind, name);
+        }
+        if kind == FileKind::Config {
+            return Ok(self.config()?.map(|c| Blob::from(c.to_vec())));
         }
         if cached(kind)
             && let Some(b) = self.cached_copy(kind, name)
@@ -284,6 +307,26 @@ impl Backend for S3Backend {
 
     fn traffic(&self) -> Traffic {
         self.remote.traffic()
+    }
+
+    fn cached_tree(&self, id: &ObjectId, max_len: u64) -> Option<Vec<u8>> {
+        let path = self.trees_dir().ok()?.join(id.to_hex());
+        let f = super::file::open(&path).ok()?;
+        if f.metadata().ok()?.len() > max_len {
+            return None;
+        }
+        let data = super::file::read(&path).ok()?;
+        (ObjectId::hash(&data) == *id).then_some(data)
+    }
+
+    fn keep_tree(&self, id: &ObjectId, raw: &[u8]) {
+        let (Ok(dir), Ok(l)) = (self.trees_dir(), self.local()) else {
+            return;
+        };
+        if let Some(tmp) = l.scratch() {
+            let _ = std::fs::create_dir(&dir);
+            let _ = super::file::write_atomic(tmp, FileKind::Cache, &dir.join(id.to_hex()), raw);
+        }
     }
 }
 
