@@ -378,18 +378,7 @@ fn moat_run_pushes_each_snapshot_and_survives_a_failing_remote() {
         &ws.join("moat.yaml"),
         format!("remote:\n  url: {}\n  auto_push: true\n", s.url).as_bytes(),
     );
-    let mut c = s.local("a");
-    c.args([
-        "run",
-        "--verbose",
-        "--workspace",
-        ws.to_str().unwrap(),
-        "--",
-        "sh",
-        "-c",
-        "echo after > a.txt",
-    ]);
-    let out = c.output().unwrap();
+    let out = run_sh(&s, &ws, "echo after > a.txt");
     assert!(out.status.success(), "{}", show(&out));
     let local = ok_local(s.local("a"), &["snapshots", "--all"]);
     let remote = s.ok(&["snapshots", "--all"]);
@@ -405,22 +394,20 @@ fn moat_run_pushes_each_snapshot_and_survives_a_failing_remote() {
         &ws.join("moat.yaml"),
         b"remote:\n  url: s3://no-such-bucket-here/x\n  auto_push: true\n",
     );
-    let mut c = s.local("a");
-    c.args([
-        "run",
-        "--verbose",
-        "--workspace",
-        ws.to_str().unwrap(),
-        "--",
-        "sh",
-        "-c",
-        "exit 3",
-    ]);
-    let out = c.output().unwrap();
+    let out = run_sh(&s, &ws, "exit 3");
     assert_eq!(out.status.code(), Some(3), "{}", show(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("does not exist") && err.contains("not pushed"),
         "{err}"
     );
+}
+
+/// `moat run --verbose` of `sh -c script` in `ws`, with store "a".
+fn run_sh(s: &S3, ws: &Path, script: &str) -> std::process::Output {
+    let mut c = s.local("a");
+    c.args(["run", "--verbose", "--workspace"])
+        .arg(ws)
+        .args(["--", "sh", "-c", script]);
+    c.output().unwrap()
 }

@@ -18,11 +18,15 @@
 //! checksum; snapshot and tree: its id) before it is used, and fetched
 //! again when it fails.
 //!
+//! Objects are read with ranged GETs; a pack read from `HOT_AFTER` times
+//! is fetched whole (one GET) and serves the reads after it from memory.
+//!
 //! Every publish and delete first checks that this process's holds on the
 //! lock still have their lease (`RemoteLock::check`).
 
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use super::local::LocalBackend;
 use super::remote::{Remote, S3Url};
@@ -43,7 +47,22 @@ pub struct S3Backend {
     local: OnceLock<LocalBackend>,
     /// The config's bytes, once read (a config is never rewritten).
     config: OnceLock<Vec<u8>>,
+    hot: Mutex<HotPacks>,
 }
+
+/// Ranged reads per pack, and the packs read whole after `HOT_AFTER` of
+/// them (a restore reads most objects of the packs it touches: one GET
+/// of the pack then serves the rest), at most `HOT_PACKS` of at most
+/// `HOT_MAX_BYTES` each kept in memory.
+#[derive(Default)]
+struct HotPacks {
+    reads: HashMap<String, u32>,
+    whole: VecDeque<(String, Blob)>,
+}
+
+const HOT_AFTER: u32 = 4;
+const HOT_PACKS: usize = 4;
+const HOT_MAX_BYTES: u64 = 64 << 20;
 
 /// Kinds kept only in the local cache.
 fn local_only(kind: FileKind) -> bool {
@@ -69,6 +88,7 @@ impl S3Backend {
             home,
             local: OnceLock::new(),
             config: OnceLock::new(),
+            hot: Mutex::new(HotPacks::default()),
         }
     }
 
@@ -110,6 +130,36 @@ impl S3Backend {
             Some(c) => Ok(Some(self.config.get_or_init(|| c))),
             None => Ok(None),
         }
+    }
+
+    /// Pack `name` whole when it is (or has just become) hot.
+    fn hot_pack(&self, name: &str, rel: &str) -> Result<Option<Blob>> {
+        {
+            let mut hot = self.hot.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((_, b)) = hot.whole.iter().find(|(n, _)| n == name) {
+                return Ok(Some(b.clone()));
+            }
+            let n = hot.reads.entry(name.to_string()).or_default();
+            *n = n.saturating_add(1);
+            if *n < HOT_AFTER {
+                return Ok(None);
+            }
+            hot.reads.remove(name);
+        }
+        match self.remote.head(rel)? {
+            Some((size, _)) if size <= HOT_MAX_BYTES => {}
+            _ => return Ok(None),
+        }
+        let Some(data) = self.remote.get(rel)? else {
+            return Ok(None);
+        };
+        let b = Blob::from(data);
+        let mut hot = self.hot.lock().unwrap_or_else(|p| p.into_inner());
+        if hot.whole.len() >= HOT_PACKS {
+            hot.whole.pop_front();
+        }
+        hot.whole.push_back((name.to_string(), b.clone()));
+        Ok(Some(b))
     }
 
     /// Where tree objects are kept: `trees/<id>` in the local cache.
@@ -201,10 +251,14 @@ impl Backend for S3Backend {
                 )),
             };
         }
+        let rel = self.rel(kind, name)?;
+        if kind == FileKind::Pack
+            && let Some(whole) = self.hot_pack(name, &rel)?
+        {
+            return Ok(whole.slice(offset, len));
+        }
         let end = offset.saturating_add(len);
-        Ok(Blob::from(
-            self.remote.get_range(&self.rel(kind, name)?, offset..end)?,
-        ))
+        Ok(Blob::from(self.remote.get_range(&rel, offset..end)?))
     }
 
     fn stat(&self, kind: FileKind, name: &str) -> Result<Option<Meta>> {

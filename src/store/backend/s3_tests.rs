@@ -116,3 +116,23 @@ fn a_writer_that_lost_its_lease_publishes_nothing() {
     assert!(store.backend().list(FileKind::Pack).unwrap().is_empty());
     assert!(store.backend().list(FileKind::Index).unwrap().is_empty());
 }
+
+#[test]
+fn a_pack_read_from_again_and_again_is_fetched_whole_once() {
+    let home = tempfile::tempdir().unwrap();
+    let (store, remote) = store(home.path());
+    let w = ObjectWriter::new(&store).unwrap();
+    let ids: Vec<_> = (0..20u32)
+        .map(|i| w.put_chunk(&i.to_le_bytes().repeat(500)).unwrap())
+        .collect();
+    w.finish().unwrap();
+    store.index().unwrap();
+    let before = remote.traffic();
+    for (i, id) in ids.iter().enumerate() {
+        let data = store.read_object(id, ObjectKind::Chunk).unwrap();
+        assert_eq!(data, (i as u32).to_le_bytes().repeat(500));
+    }
+    let requests = remote.traffic().requests - before.requests;
+    // Ranged GETs until the pack is hot, then one HEAD and one GET.
+    assert_eq!(requests, u64::from(HOT_AFTER - 1) + 2, "{requests} requests");
+}
