@@ -411,3 +411,46 @@ fn run_sh(s: &S3, ws: &Path, script: &str) -> std::process::Output {
         .args(["--", "sh", "-c", script]);
     c.output().unwrap()
 }
+
+#[test]
+fn throttling_is_retried_with_backoff_then_said() {
+    let Some(s) = S3::new() else { return };
+    // An endpoint that answers every request with 503 SlowDown.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen2 = seen.clone();
+    std::thread::spawn(move || {
+        for conn in l.incoming().flatten() {
+            seen2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            slow_down(conn);
+        }
+    });
+    let mut c = s.cmd();
+    c.env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"));
+    let err = s.fails_with(&mut c, &["snapshots"]);
+    assert!(err.contains("throttling"), "{err}");
+    let n = seen.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(n > 3, "retried only {n} times");
+}
+
+/// Reads one request head and answers 503 SlowDown, closing.
+fn slow_down(mut conn: std::net::TcpStream) {
+    use std::io::{Read, Write};
+    let mut head = Vec::new();
+    let mut b = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut b) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&b[..n]),
+        }
+    }
+    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code>\
+                <Message>Please reduce your request rate.</Message></Error>";
+    let _ = write!(
+        conn,
+        "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
