@@ -5,7 +5,7 @@
 //! `Flock` is the local implementation: flock(2) on the store's `lock`
 //! file. A backend without flock (an object store) must give the same
 //! guarantees some other way (lock objects made with a conditional
-//! create, with leases):
+//! create, with leases: `store::lock_remote` does so for a bucket):
 //! 1. any number of shared holds coexist; an exclusive hold excludes every
 //!    other hold, shared or exclusive, of every process on every machine
 //!    using the store;

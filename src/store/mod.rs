@@ -1,8 +1,9 @@
 //! The store: its files (through a `Backend`), its lock, its index, and
 //! reading objects and snapshots back with verification.
 //!
-//! Owns: `backend` (the storage seam: `local` directory, `memory` twin),
-//! `lock` (the store-wide reader/writer lock), `index` (where objects
+//! Owns: `backend` (the storage seam: `local` directory, `memory` twin,
+//! `s3` bucket), `lock` (the store-wide reader/writer lock; `lock_remote`,
+//! its lease objects in a bucket), `index` (where objects
 //! live, read in place), `consolidate` (merging small index files),
 //! `read` (verified object reads), `writer` and `pack_writer` (the
 //! writing session), `cleanup` (temp files of crashed writers), `scratch`
