@@ -27,6 +27,8 @@ const COMMANDS: &[&str] = &[
     "mount",
     "completions",
     "man",
+    "push",
+    "pull",
 ];
 
 #[test]

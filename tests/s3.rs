@@ -182,13 +182,10 @@ fn a_missing_bucket_and_an_unreachable_endpoint_are_clear_errors() {
         err.contains("bucket 'no-such-bucket-here' does not exist"),
         "{err}"
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Port 1 (tcpmux): nothing listens there, and no test binds it (a
+    // port freed by another test could be taken by the next one).
     let mut c = s.cmd();
-    c.env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"));
+    c.env("AWS_ENDPOINT_URL", "http://127.0.0.1:1");
     let err = s.fails_with(&mut c, &["snapshots"]);
     assert!(err.contains("cannot reach"), "{err}");
     // Nothing was written into the bucket by the failed commands.

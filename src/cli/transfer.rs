@@ -1,15 +1,15 @@
 //! `moat push` and `moat pull`: copy snapshots between this store and
 //! another (a directory or `s3://BUCKET/PREFIX`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
 use moat::Store;
-use moat::ops::resolve;
+use moat::ops::resolve::Scope;
 use moat::ops::transfer::{self, Report};
 use moat::store::SnapshotRecord;
 
-use super::Ctx;
+use super::{Ctx, scope};
 
 #[derive(Args)]
 pub struct TransferArgs {
@@ -46,7 +46,7 @@ pub fn run(ctx: &Ctx, a: TransferArgs, way: Way) -> moat::Result<i32> {
             (src, dst)
         }
     };
-    let snaps = select(&src, &a)?;
+    let snaps = select(ctx, &src, &a)?;
     let mut ev = Say {
         quiet: ctx.quiet || a.json,
         way,
@@ -56,22 +56,15 @@ pub fn run(ctx: &Ctx, a: TransferArgs, way: Way) -> moat::Result<i32> {
     Ok(0)
 }
 
-fn select(src: &Store, a: &TransferArgs) -> moat::Result<Vec<SnapshotRecord>> {
-    let cwd = std::env::current_dir()
-        .ok()
-        .and_then(|d| std::fs::canonicalize(d).ok());
+fn select(ctx: &Ctx, src: &Store, a: &TransferArgs) -> moat::Result<Vec<SnapshotRecord>> {
     if !a.ids.is_empty() {
-        return a
-            .ids
-            .iter()
-            .map(|s| resolve::snapshot(src, s, cwd.as_deref()))
-            .collect();
+        return a.ids.iter().map(|s| scope::snapshot(src, s)).collect();
     }
-    let ws = match a.all {
-        true => None,
-        false => Some(moat::worktree::workspace_root(Path::new("."))?),
-    };
-    transfer::default_selection(src, ws.as_deref(), a.all)
+    // The current directory's workspace, named on stderr, unless --all.
+    match scope::resolve(ctx, src, None, a.all, "name snapshot IDs or pass --all", a.json)? {
+        Scope::All => transfer::default_selection(src, None, true),
+        Scope::Workspace { path, .. } => transfer::default_selection(src, Some(&path), false),
+    }
 }
 
 struct Say {
