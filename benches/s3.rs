@@ -212,7 +212,8 @@ fn restic(b: &mut Bench, ws: &Path) {
     let added = out
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find_map(|j| j["data_added"].as_u64())
+        // Bytes stored (compressed) where restic says, else as read.
+        .find_map(|j| j["data_added_packed"].as_u64().or(j["data_added"].as_u64()))
         .unwrap_or(0);
     b.rows.push(vec![
         "restic backup (same tree)".into(),
