@@ -490,6 +490,17 @@ impl Staged<'_> {
         &self.pending.staging
     }
 
+    /// How staging found what changed, for a log: `watched`, or `walked`
+    /// and why.
+    pub fn scan_kind(&self) -> String {
+        let f = &self.pending.found;
+        match (&f.scan, &f.note) {
+            (snapshot::Scan::Watched, _) => "watched".into(),
+            (_, Some(why)) => format!("walked: {why}"),
+            (_, None) => "walked".into(),
+        }
+    }
+
     /// This capture as the next one's pending parent, until it commits.
     pub fn provisional(&self) -> Provisional {
         Provisional::of(&self.pending)

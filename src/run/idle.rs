@@ -1,27 +1,36 @@
-//! Idle detection: watches the workspace for changes (inotify/FSEvents via
-//! `notify`), ignoring `.git/`, the store, moat's own files and ignored
-//! paths; "idle" is a change followed by a quiet period.
+//! Idle detection: notices changes in the workspace, ignoring `.git/`, the
+//! store, moat's own files and ignored paths; "idle" is a change followed
+//! by a quiet period.
+//!
+//! The changes come from the run's own watcher (the hub its snapshots ask
+//! what changed) when it has one, so the workspace is watched once; without
+//! one, from a watcher of its own (inotify/FSEvents via `notify`).
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::lock;
 use crate::worktree::config::WorkspaceConfig;
+use crate::worktree::watch::Hub;
 
-/// Watches the workspace for changes (inotify/FSEvents via `notify`),
-/// ignoring `.git/`, the store, moat's own files and ignored paths.
+/// Notices changes in the workspace, ignoring `.git/`, the store, moat's
+/// own files and ignored paths.
 pub struct IdleWatch {
-    _watcher: notify::RecommendedWatcher,
+    /// The watcher of its own, if it has one (dropping it stops it).
+    _watcher: Option<notify::RecommendedWatcher>,
     last_change: Arc<Mutex<Option<Instant>>>,
 }
 
 impl IdleWatch {
+    /// Takes its changes from `hub` if given, else watches `ws` itself.
     pub fn start(
         ws: &Path,
         store: &Path,
         runs: &Path,
         cfg: &WorkspaceConfig,
+        hub: Option<&Hub>,
     ) -> std::result::Result<Self, String> {
         use notify::Watcher;
         let ignore = ignore_matcher(ws, cfg);
@@ -32,6 +41,18 @@ impl IdleWatch {
         let root = ws.to_path_buf();
         let last_change = Arc::new(Mutex::new(None));
         let seen = last_change.clone();
+        if let Some(hub) = hub {
+            hub.observe(Box::new(move |rel: &[u8]| {
+                let p = root.join(std::ffi::OsStr::from_bytes(rel));
+                if relevant(&p, &root, &skip, &ignore) {
+                    *lock(&seen) = Some(Instant::now());
+                }
+            }));
+            return Ok(IdleWatch {
+                _watcher: None,
+                last_change,
+            });
+        }
         let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             let Ok(ev) = res else { return };
             if matches!(ev.kind, notify::EventKind::Access(_)) {
@@ -47,7 +68,7 @@ impl IdleWatch {
             .watch(ws, notify::RecursiveMode::Recursive)
             .map_err(|e| e.to_string())?;
         Ok(IdleWatch {
-            _watcher: watcher,
+            _watcher: Some(watcher),
             last_change,
         })
     }

@@ -4,6 +4,11 @@
 //! a command exits 0, `idle` once files changed and then stayed quiet for
 //! `idle_threshold_seconds`, and `post-run` when CMD exits.
 //!
+//! The run watches the workspace itself (`worktree::watch::spawn`, started
+//! before the pre-run snapshot), so each snapshot after the first costs
+//! what changed, and idle detection takes the same events. If it cannot
+//! watch, the log says why and every snapshot walks the workspace.
+//!
 //! Invariants: each snapshot is the workspace at its moment. The pre-run
 //! snapshot is staged before CMD starts (and ingested in the background
 //! while CMD works). Under ptrace a successful commit or build is held at
@@ -41,6 +46,7 @@ use crate::format::snapshot::Trigger;
 use crate::store::Store;
 use crate::util::fs as fsutil;
 use crate::worktree::config::{Triggers, WorkspaceConfig};
+use crate::worktree::watch::{Hub, WatchLink};
 use idle::IdleWatch;
 pub use log::{Log, RunLog};
 use snapper::{Moment, Snapper};
@@ -143,6 +149,14 @@ pub fn run(store: &Store, opts: RunOptions, live: Log, child_pid: &AtomicI32) ->
             false => "this tracer cannot hold processes: commit and build snapshots are taken after the fact",
         });
     }
+    // The run's own watcher, started before the pre-run snapshot so every
+    // capture after it re-examines only what changed. Without one, the
+    // captures walk (or ask a `moat watch` process) as before.
+    let hub = snapshots.then(|| start_watcher(store, &ws, &log)).flatten();
+    let link = match &hub {
+        Some(h) => WatchLink::With(h.clone()),
+        None => WatchLink::default(),
+    };
     let snapper = Snapper::new(
         store,
         ws.clone(),
@@ -152,6 +166,7 @@ pub fn run(store: &Store, opts: RunOptions, live: Log, child_pid: &AtomicI32) ->
         opts.clone,
         &log,
         background_pool(),
+        link,
     );
     let pre_run = (snapshots && !cfg.snapshots.triggers.disable_pre_run)
         .then(|| snapper.stage_first())
@@ -189,7 +204,7 @@ pub fn run(store: &Store, opts: RunOptions, live: Log, child_pid: &AtomicI32) ->
             (r, dropped)
         });
         let idle = (snapshots && !cfg.snapshots.triggers.disable_idle)
-            .then(|| IdleWatch::start(&ws, store.location(), &opts.runs_dir, cfg));
+            .then(|| IdleWatch::start(&ws, store.location(), &opts.runs_dir, cfg, hub.as_deref()));
         let idle = match idle.transpose() {
             Ok(w) => w,
             Err(e) => {
@@ -238,6 +253,29 @@ pub fn run(store: &Store, opts: RunOptions, live: Log, child_pid: &AtomicI32) ->
         i.snapshots.len()
     ));
     Ok(code)
+}
+
+/// Watches the workspace for the run's captures; on failure (a watch
+/// limit, an unsupported platform) says why in the log and returns none.
+fn start_watcher(store: &Store, ws: &Path, log: &RunLog) -> Option<Arc<Hub>> {
+    let t = std::time::Instant::now();
+    match crate::worktree::watch::spawn(ws, store.own_dirs()) {
+        Ok(hub) => {
+            let (dirs, bytes) = hub.usage();
+            log.line(&format!(
+                "watching {dirs} directories ({} KiB) after {:.1} ms: snapshots re-examine only what changed",
+                bytes / 1024,
+                t.elapsed().as_secs_f64() * 1e3
+            ));
+            Some(hub)
+        }
+        Err(e) => {
+            log.line(&format!(
+                "not watching the workspace ({e}): snapshots walk it (unless `moat watch` runs)"
+            ));
+            None
+        }
+    }
 }
 
 /// A moment that is now (idle, the end of the run).

@@ -35,6 +35,7 @@ use crate::store::Store;
 use crate::util::progress::NoProgress;
 use crate::worktree::config::WorkspaceConfig;
 use crate::worktree::walk::WalkOptions;
+use crate::worktree::watch::WatchLink;
 
 /// Something worth a snapshot.
 pub struct Moment {
@@ -65,6 +66,9 @@ pub struct Snapper<'a> {
     pub log: &'a RunLog<'a>,
     /// Low-priority threads for background snapshot work.
     pub pool: Option<rayon::ThreadPool>,
+    /// Where every capture of the run learns what changed (the run's own
+    /// watcher when it has one).
+    pub watch: WatchLink,
     /// The sequence number of the newest staged capture, and what it will
     /// store (the next capture's parent until it commits).
     last_staged: Mutex<Option<(u64, Arc<Provisional>)>>,
@@ -85,6 +89,7 @@ impl<'a> Snapper<'a> {
         clone: bool,
         log: &'a RunLog<'a>,
         pool: Option<rayon::ThreadPool>,
+        watch: WatchLink,
     ) -> Self {
         Snapper {
             store,
@@ -95,6 +100,7 @@ impl<'a> Snapper<'a> {
             clone,
             log,
             pool,
+            watch,
             last_staged: Mutex::new(None),
             ingested: AtomicU64::new(0),
             pushes: Mutex::new(None),
@@ -220,15 +226,17 @@ impl<'a> Snapper<'a> {
             allow_empty: true,
             exact,
             parent,
+            watch: self.watch.clone(),
             ..CaptureOptions::default()
         };
         match capture::stage(self.store, &self.ws, &opts, &NoProgress) {
             Ok(staged) => {
                 let st = staged.staging();
                 self.log.line(&format!(
-                    "{} snapshot staged in {:.1} ms: {} files in memory, {} cloned, {} read directly{}",
+                    "{} snapshot staged in {:.1} ms ({}): {} files in memory, {} cloned, {} read directly{}",
                     trigger.name(),
                     st.stage_ns as f64 / 1e6,
+                    staged.scan_kind(),
                     st.memory_files,
                     st.cloned_files,
                     st.direct_files,

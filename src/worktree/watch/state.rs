@@ -4,7 +4,8 @@
 //!
 //! Invariant: `begin` polls the backend before it opens a new segment, so
 //! every event queued before the request lands in a segment older than the
-//! token it hands out.
+//! token it hands out. Observers (`observe`) see every dirty path as it is
+//! taken in, whoever takes it in; they never change what is vouched for.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -29,7 +30,11 @@ struct Inner {
     held: usize,
     held_bytes: usize,
     max_dirty: usize,
+    observers: Vec<Observer>,
 }
+
+/// Told of every dirty path the hub takes in (`moat run`'s idle detection).
+pub type Observer = Box<dyn Fn(&[u8]) + Send>;
 
 /// A watcher and its history; answers captures (`Vouch`).
 pub struct Hub {
@@ -66,6 +71,9 @@ impl Inner {
         for c in changes {
             match c {
                 Change::Dirty(p) => {
+                    for o in &self.observers {
+                        o(&p);
+                    }
                     let len = p.len();
                     if self.segments.entry(self.seq).or_default().insert(p) {
                         self.held += 1;
@@ -112,6 +120,7 @@ impl Hub {
                 held: 0,
                 held_bytes: 0,
                 max_dirty,
+                observers: Vec::new(),
             }),
             wait,
         }
@@ -126,6 +135,17 @@ impl Hub {
     pub fn pump(&self, timeout: Duration) {
         (self.wait)(timeout);
         self.lock().pump();
+    }
+
+    /// Tells `f` of every dirty path taken in from now on (called with
+    /// the hub locked: `f` must be quick and must not call the hub).
+    pub fn observe(&self, f: Observer) {
+        self.lock().observers.push(f);
+    }
+
+    /// (watched directories, bytes the watcher holds for them).
+    pub fn usage(&self) -> (u64, u64) {
+        self.lock().watcher.usage()
     }
 
     pub fn status(&self) -> Status {

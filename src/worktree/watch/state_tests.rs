@@ -111,3 +111,20 @@ fn too_many_dirty_paths_end_the_epoch() {
     let (why, _) = refused(h.begin(t1));
     assert!(why.contains("paths changed"), "{why}");
 }
+
+#[test]
+fn observers_see_every_dirty_path_whoever_takes_it_in() {
+    let (h, feed) = hub();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    h.observe(Box::new(move |p| s.lock().unwrap().push(p.to_vec())));
+    feed.dirty("a");
+    h.pump(Duration::ZERO);
+    feed.dirty("b/c");
+    let (_, next) = refused(h.begin(None));
+    feed.dirty("a");
+    let (dirty, _) = vouched(h.begin(next));
+    assert_eq!(dirty, vec![b"a".to_vec()], "observing changes nothing vouched");
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen, vec![b"a".to_vec(), b"b/c".to_vec(), b"a".to_vec()]);
+}
