@@ -26,7 +26,7 @@
 //! `cargo bench --bench run`. Knobs: MOAT_BENCH_PARTS (any of
 //! `hold,cargo,make,true`; default all), MOAT_BENCH_REPS (default 3),
 //! MOAT_BENCH_BASELINE (another moat binary, e.g. an older build, measured
-//! the same way in the overhead part), MOAT_BENCH_HOLD_FILES (default
+//! the same way in both parts), MOAT_BENCH_HOLD_FILES (default
 //! `25000,100000`).
 
 mod common;
@@ -49,11 +49,16 @@ fn main() {
         let sizes = std::env::var("MOAT_BENCH_HOLD_FILES").unwrap_or_else(|_| "25000,100000".into());
         let mut rows = Vec::new();
         for n in sizes.split(',').filter_map(|s| s.trim().parse::<usize>().ok()) {
-            rows.extend(hold(tmp.path(), n));
+            let ws = repo(tmp.path(), n);
+            // Baseline and this build in turn, each case on its own home.
+            if let Some(b) = &baseline {
+                rows.extend(hold(tmp.path(), &ws, n, b, "baseline"));
+            }
+            rows.extend(hold(tmp.path(), &ws, n, Path::new(MOAT), "this build"));
         }
         table(
             "git commit held at its exit until its snapshot is staged (ms)",
-            &["repository", "case", "median", "min", "max", "commits"],
+            &["repository", "moat", "case", "median", "min", "max", "commits"],
             &rows,
         );
     }
@@ -221,10 +226,12 @@ fn holds(home: &Path) -> Vec<f64> {
         .collect()
 }
 
-fn hold(dir: &Path, n: usize) -> Vec<Vec<String>> {
-    let ws = repo(dir, n);
+/// The hold cases on the repository `ws` of `n` files, with binary `moat`
+/// (`which` names it in the table).
+fn hold(dir: &Path, ws: &Path, n: usize, moat: &Path, which: &str) -> Vec<Vec<String>> {
+    let tag = which.replace(' ', "-");
     let run_in = |home: &Path, script: &str| {
-        let ok = moat_run(Path::new(MOAT), home, &ws, None, &["sh", "-c", script])
+        let ok = moat_run(moat, home, ws, None, &["sh", "-c", script])
             .status()
             .is_ok_and(|s| s.success());
         assert!(ok, "moat run failed in {}", ws.display());
@@ -233,10 +240,10 @@ fn hold(dir: &Path, n: usize) -> Vec<Vec<String>> {
     // A fresh store, a commit the instant the run starts: the workspace's
     // first snapshot is still being ingested.
     let fresh = run_in(
-        &dir.join(format!("home-fresh-{n}")),
+        &dir.join(format!("home-fresh-{n}-{tag}")),
         &COMMITS.replace("1 2 3 4 5", "1"),
     );
-    let home = dir.join(format!("home-hold-{n}"));
+    let home = dir.join(format!("home-hold-{n}-{tag}"));
     let run = |script: &str| run_in(&home, script);
     let label = format!("{n} files");
     let row = |case: &str, h: &[f64]| {
@@ -244,6 +251,7 @@ fn hold(dir: &Path, n: usize) -> Vec<Vec<String>> {
         let max = h.iter().copied().fold(0.0, f64::max);
         vec![
             label.clone(),
+            which.to_string(),
             case.to_string(),
             format!("{:.1}", median(h)),
             format!("{min:.1}"),
@@ -258,7 +266,7 @@ fn hold(dir: &Path, n: usize) -> Vec<Vec<String>> {
     // A commit the instant the run starts: its parent is still ingesting.
     let at_once = run(COMMITS.replace("1 2 3 4 5", "1").as_str());
     // With `moat watch` running, a capture re-examines only what changed.
-    let watched = watching(&home, &ws, || run(&format!("{WAIT_PRE_RUN}{COMMITS}")));
+    let watched = watching(&home, ws, || run(&format!("{WAIT_PRE_RUN}{COMMITS}")));
     vec![
         row("after the first snapshot", &first),
         row("steady state", &steady),
