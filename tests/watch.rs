@@ -449,3 +449,91 @@ fn survives_a_git_checkout() {
     git(&w.ws, &["checkout", "-q", "two"]);
     w.watched_ok("and back");
 }
+
+/// The files of the store's stat cache directory: (name, bytes).
+fn cache_files(w: &Watched) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<_> = fs::read_dir(w.env.store().join("cache"))
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// blake3 of the stat cache file (not its delta).
+fn stat_file(w: &Watched) -> String {
+    let files = cache_files(w);
+    let stat = files
+        .iter()
+        .find(|(n, _)| n.ends_with(".stat"))
+        .expect("a stat cache");
+    blake3::hash(&stat.1).to_hex().to_string()
+}
+
+#[test]
+fn a_watched_snapshot_writes_a_delta_and_later_walks_read_through_it() {
+    let mut w = Watched::new();
+    base_tree(&w);
+    write(&w.p("old/gone.txt"), b"to be deleted\n");
+    write(&w.p("old/kept.txt"), b"kept\n");
+    w.start();
+    w.walked_because("no watch token");
+    let whole = stat_file(&w);
+    write(&w.p("src/main.rs"), b"fn main() { edited(); }\n");
+    write(&w.p("src/lib/new.rs"), b"pub fn new() {}\n");
+    fs::remove_file(w.p("old/gone.txt")).unwrap();
+    fs::remove_file(w.p("src/lib/b.rs")).unwrap();
+    // Old mtimes: no file is racy for the walk at the end.
+    backdate(&w.ws);
+    w.watched_ok("edits, a new file, deletions");
+    // The cache itself is not rewritten: what changed is in a delta.
+    assert_eq!(stat_file(&w), whole, "the whole stat cache was rewritten");
+    assert!(
+        cache_files(&w).iter().any(|(n, _)| n.ends_with(".delta")),
+        "no delta written"
+    );
+    write(&w.p("src/lib/a.rs"), b"pub fn a() { 2 }\n");
+    backdate(&w.ws);
+    w.watched_ok("a second delta on the same cache");
+    assert_eq!(stat_file(&w), whole);
+    // A delta that would outgrow its bound (4,096 records here) is folded
+    // into a whole cache, the earlier deltas' records with it.
+    // (Made outside and moved in: one event, not thousands.)
+    let many = w.env.path("many");
+    for i in 0..4100 {
+        write(&many.join(format!("f{i}")), format!("{i}\n").as_bytes());
+    }
+    backdate(&many);
+    fs::rename(&many, w.p("many")).unwrap();
+    w.watched_ok("more than a delta holds");
+    let has_delta = |w: &Watched| cache_files(w).iter().any(|(n, _)| n.ends_with(".delta"));
+    assert_ne!(stat_file(&w), whole, "the cache was not written whole");
+    assert!(!has_delta(&w), "a delta is left beside a whole cache");
+    let whole = stat_file(&w);
+    write(&w.p("docs/guide/intro.md"), b"# edited\n");
+    backdate(&w.ws);
+    w.watched_ok("a delta on the new cache");
+    assert_eq!(stat_file(&w), whole);
+    assert!(has_delta(&w));
+    // Without the watcher, a walk reads the cache through its delta: no
+    // file is read again, and deleted paths stay deleted.
+    w.stop();
+    let (v, err) = w.snap();
+    assert_eq!(v["scan"], "walked", "{err}");
+    assert_eq!(v["root"].as_str().unwrap(), w.walked_root());
+    assert_eq!(v["stats"]["files_read"], 0, "files read again: {v}");
+    write(&w.p("old/kept.txt"), b"edited with no watcher\n");
+    backdate(&w.ws);
+    let (v, _) = w.snap();
+    assert_eq!(v["stats"]["files_read"], 1, "{v}");
+    assert_eq!(v["root"].as_str().unwrap(), w.walked_root());
+    let (v, _) = w.snap();
+    assert_eq!(v["stats"]["files_read"], 0);
+    assert_eq!(v["root"].as_str().unwrap(), w.walked_root());
+}

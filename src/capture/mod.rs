@@ -138,6 +138,9 @@ pub struct Scan {
     /// The header checksum of the stat cache on disk when it already
     /// describes this scan (nothing to write).
     pub cache_kept: Option<[u8; 32]>,
+    /// `records` are a delta on top of the cache with this header check
+    /// (a watched scan's), not a whole cache.
+    pub delta_base: Option<[u8; 32]>,
     pub stats: Stats,
     pub warnings: Vec<String>,
     pub staging: StagingReport,
@@ -360,10 +363,27 @@ fn finish(store: &Store, mut p: Pending, writer: &ObjectWriter, progress: &dyn P
         .table
         .as_ref()
         .and_then(|t| (root_reused && same_build).then_some(t.header_check));
+    // A watched scan recorded only what it walked: written as a delta on
+    // top of the cache while that stays small, else the cache is whole again.
+    let mut delta_base = None;
     if cache_kept.is_none()
         && let Some(t) = &f.table
     {
-        records.extend(prior::carry(t, &f.pruned, &mut p.warnings));
+        let watched = f.scan == snapshot::Scan::Watched && same_build;
+        let carried = watched.then(|| prior::carry(t, &f.pruned, true, &mut p.warnings));
+        match carried {
+            Some(c) if prior::fits_delta(t, records.len() + c.len()) => {
+                // Every directory this scan recorded it listed whole.
+                for r in records.iter_mut() {
+                    if crate::format::statcache::is_dir_record(r) {
+                        *r = crate::format::statcache::with_listed(&f.key, r, true);
+                    }
+                }
+                records.extend(c);
+                delta_base = Some(t.base_check());
+            }
+            _ => records.extend(prior::carry(t, &f.pruned, false, &mut p.warnings)),
+        }
     }
     stats.files_read = p.files_read;
     Ok(Scan {
@@ -374,6 +394,7 @@ fn finish(store: &Store, mut p: Pending, writer: &ObjectWriter, progress: &dyn P
         records,
         meta,
         cache_kept,
+        delta_base,
         stats,
         warnings: p.warnings,
         staging: p.staging,
@@ -560,6 +581,7 @@ fn commit(
         records,
         meta,
         cache_kept,
+        delta_base,
         mut stats,
         mut warnings,
         staging,
@@ -617,7 +639,10 @@ fn commit(
     // published; the token after it, naming it.
     let cache_check = match cache_kept {
         Some(check) => Some(check),
-        None => match statcache::save_records(store, &ws, &meta, records) {
+        None => match match delta_base {
+            Some(base) => statcache::save_delta(store, &ws, &base, &meta, records),
+            None => statcache::save_records(store, &ws, &meta, records),
+        } {
             Ok(check) => Some(check),
             Err(e) => {
                 warnings.push(format!("could not save the stat cache: {e}"));

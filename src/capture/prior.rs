@@ -73,11 +73,10 @@ pub fn lookup(
             vec![Prior::Miss; nodes.len()],
         ));
     };
-    let taken = t.meta.taken_ns;
     let found: Vec<(Option<FileResult>, Prior)> = nodes
         .par_iter()
         .map(|n| {
-            let Some(rec) = t.get(&n.rel)? else {
+            let Some((rec, taken)) = t.get_taken(&n.rel)? else {
                 return Ok((None, Prior::Miss));
             };
             Ok(match (&n.kind, rec.payload) {
@@ -271,33 +270,37 @@ impl Pruner {
     }
 }
 
-/// The cached records of the pruned directories and everything below
-/// them, for the new cache; a damaged record is left out with a warning
-/// (a missing record only costs a re-read).
-pub fn carry(t: &Mapped, pruned: &[(Vec<u8>, Record)], warnings: &mut Vec<String>) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut bad = 0u64;
-    for (rel, _) in pruned {
-        let range = match (t.find(rel), t.below(rel)) {
-            (Ok(Some(i)), Ok(r)) => std::iter::once(i).chain(r),
-            _ => {
-                bad += 1;
-                continue;
-            }
-        };
-        for i in range {
-            match t.raw(i) {
-                Ok(r) => out.push(r.to_vec()),
-                Err(_) => bad += 1,
-            }
-        }
-    }
+/// The cached records the new cache carries for the pruned directories:
+/// as a delta (`as_delta`: each directory's own record and what the old
+/// delta holds below it) or whole (every record below them). A damaged
+/// record is left out with a warning (a missing record only costs a
+/// re-read).
+pub fn carry(
+    t: &Mapped,
+    pruned: &[(Vec<u8>, Record)],
+    as_delta: bool,
+    warnings: &mut Vec<String>,
+) -> Vec<Vec<u8>> {
+    let dirs: Vec<Vec<u8>> = pruned.iter().map(|(rel, _)| rel.clone()).collect();
+    let (out, bad) = match as_delta {
+        true => t.carry_delta(&dirs),
+        false => t.carry_full(&dirs),
+    };
     if bad > 0 {
         warnings.push(format!(
             "{bad} damaged stat cache records left out; those files will be read again"
         ));
     }
     out
+}
+
+/// Whether a watched capture writes its records as a delta on top of the
+/// cache (`delta_records` of them) rather than the whole cache again: a
+/// delta grows until it holds 1/64 of the cache (at least 4,096 records),
+/// then the cache is written whole.
+pub fn fits_delta(t: &Mapped, delta_records: usize) -> bool {
+    let (base, _) = t.lens();
+    delta_records <= (base / 64).max(4096)
 }
 
 /// The new cache's header fields.

@@ -12,4 +12,5 @@ pub mod pack;
 pub mod path;
 pub mod snapshot;
 pub mod statcache;
+pub mod statdelta;
 pub mod tree;

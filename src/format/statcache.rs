@@ -202,6 +202,41 @@ pub fn encode_record(key: &[u8; 32], path: &[u8], rec: &Record) -> Vec<u8> {
     out
 }
 
+/// Record flag bit 3, used in a stat cache delta only (`statdelta`): this
+/// directory was listed whole when the delta was written, so a path below
+/// it that neither the delta nor its listed subdirectories hold is gone.
+pub const LISTED: u8 = 8;
+
+/// Whether an encoded record has the `LISTED` flag.
+pub fn is_listed(rec: &[u8]) -> bool {
+    let n = rec.get(..4).map_or(0, |b| le32(b) as usize);
+    rec.get(4 + n).is_some_and(|f| f & LISTED != 0)
+}
+
+/// Whether an encoded record is a directory's.
+pub fn is_dir_record(rec: &[u8]) -> bool {
+    let n = rec.get(..4).map_or(0, |b| le32(b) as usize);
+    rec.get(4 + n).is_some_and(|f| f & 3 == 1)
+}
+
+/// An encoded record with its `LISTED` flag set or cleared (and its check
+/// recomputed with `key`); a malformed record is returned unchanged.
+pub fn with_listed(key: &[u8; 32], rec: &[u8], listed: bool) -> Vec<u8> {
+    let n = rec.get(..4).map_or(0, |b| le32(b) as usize);
+    let Some(body_len) = rec.len().checked_sub(CHECK_LEN).filter(|&l| l > 4 + n) else {
+        return rec.to_vec();
+    };
+    let mut out = rec[..body_len].to_vec();
+    if listed {
+        out[4 + n] |= LISTED;
+    } else {
+        out[4 + n] &= !LISTED;
+    }
+    let check = record_check(key, &out);
+    out.extend_from_slice(&check);
+    out
+}
+
 fn record_check(key: &[u8; 32], body: &[u8]) -> [u8; CHECK_LEN] {
     let h = blake3::keyed_hash(key, body);
     let mut c = [0; CHECK_LEN];
@@ -466,7 +501,7 @@ fn decode_record(raw: &[u8]) -> Option<Record> {
     let mut r = Reader { d: raw, at: 0 };
     r.name()?;
     let flags = *r.take(1)?.first()?;
-    if flags & !7 != 0 {
+    if flags & !(7 | LISTED) != 0 {
         return None;
     }
     let stat = FileStat::get(r.take(STAT_LEN)?);

@@ -254,6 +254,24 @@ impl Store {
             .remove(FileKind::WatchToken, &layout::stat_cache_name(ws))
     }
 
+    /// The delta on top of workspace `ws`'s stat cache, if any.
+    pub fn read_stat_delta(&self, ws: &Path) -> Result<Option<Blob>> {
+        self.backend
+            .read(FileKind::CacheDelta, &layout::stat_cache_name(ws))
+    }
+
+    /// Replaces the delta of workspace `ws`'s stat cache (not fsynced).
+    pub fn write_stat_delta(&self, ws: &Path, bytes: &[u8]) -> Result<()> {
+        self.backend
+            .write(FileKind::CacheDelta, &layout::stat_cache_name(ws), bytes)
+    }
+
+    /// Removes the delta of workspace `ws`'s stat cache.
+    pub fn remove_stat_delta(&self, ws: &Path) -> Result<bool> {
+        self.backend
+            .remove(FileKind::CacheDelta, &layout::stat_cache_name(ws))
+    }
+
     /// Replaces the stat cache of workspace `ws` (not fsynced: it is a cache).
     pub fn write_stat_cache(&self, ws: &Path, bytes: &[u8]) -> Result<()> {
         self.backend
@@ -273,6 +291,7 @@ impl Store {
     /// Removes a stat cache and its watch token (gc: its workspace is gone).
     pub fn delete_stat_cache(&self, name: &str) -> Result<bool> {
         let _ = self.backend.remove(FileKind::WatchToken, name);
+        let _ = self.backend.remove(FileKind::CacheDelta, name);
         self.backend.remove(FileKind::Cache, name)
     }
 

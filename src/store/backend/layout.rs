@@ -28,7 +28,7 @@ pub fn dir(kind: FileKind) -> &'static str {
         FileKind::Index => "index",
         FileKind::Snapshot => "snapshots",
         FileKind::Pin => "pins",
-        FileKind::Cache | FileKind::WatchToken => "cache",
+        FileKind::Cache | FileKind::CacheDelta | FileKind::WatchToken => "cache",
         FileKind::Tmp => "tmp",
     }
 }
@@ -39,6 +39,7 @@ fn suffix(kind: FileKind) -> &'static str {
         FileKind::Pack => ".pack",
         FileKind::Index => ".idx",
         FileKind::Cache => ".stat",
+        FileKind::CacheDelta => ".delta",
         FileKind::WatchToken => ".watch",
         _ => "",
     }
@@ -50,7 +51,7 @@ fn component(name: &str) -> bool {
 
 /// The path of file `name` of `kind` below the root: `config`,
 /// `packs/<xx>/<id>.pack`, `index/<id>.idx`, `snapshots/<id>`,
-/// `pins/<id>`, `cache/<wsid>.stat`, `cache/<wsid>.watch`, `tmp/<name>`. `None` for a name that
+/// `pins/<id>`, `cache/<wsid>.stat`, `cache/<wsid>.delta`, `cache/<wsid>.watch`, `tmp/<name>`. `None` for a name that
 /// is not one path component (the config's name is ignored).
 pub fn path(kind: FileKind, name: &str) -> Option<PathBuf> {
     if kind == FileKind::Config {
@@ -77,7 +78,7 @@ pub fn name_of(kind: FileKind, file: &str) -> Option<&str> {
         FileKind::Pack | FileKind::Index | FileKind::Snapshot | FileKind::Pin => {
             ObjectId::from_hex(name).is_some()
         }
-        FileKind::Cache | FileKind::WatchToken => {
+        FileKind::Cache | FileKind::CacheDelta | FileKind::WatchToken => {
             name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit())
         }
         FileKind::Tmp => component(name),

@@ -51,6 +51,9 @@ pub enum FileKind {
     Pin,
     /// A workspace's stat cache (disposable: written without fsync).
     Cache,
+    /// The delta on top of a workspace's stat cache (as disposable), under
+    /// the same name.
+    CacheDelta,
     /// The watch token kept beside a workspace's stat cache (as
     /// disposable), under the same name.
     WatchToken,
@@ -68,7 +71,7 @@ impl FileKind {
             FileKind::Index => "index-write",
             FileKind::Snapshot => "snapshot-write",
             FileKind::Pin => "pin-write",
-            FileKind::Cache | FileKind::WatchToken => "cache-write",
+            FileKind::Cache | FileKind::CacheDelta | FileKind::WatchToken => "cache-write",
             FileKind::Tmp => "tmp-write",
         }
     }
@@ -76,7 +79,10 @@ impl FileKind {
     /// Whether a write of this kind must be durable before it returns
     /// (everything but the disposable stat cache).
     pub fn durable(self) -> bool {
-        !matches!(self, FileKind::Cache | FileKind::WatchToken)
+        !matches!(
+            self,
+            FileKind::Cache | FileKind::CacheDelta | FileKind::WatchToken
+        )
     }
 
     /// The temp-name extension of a write of this kind (store-format.md,
