@@ -131,13 +131,26 @@ fn edit_targets(root: &Path, corpus: &[(PathBuf, Vec<u8>)], n: usize) -> Vec<Pat
     let mut rng = Rng::new(n as u64);
     let full = n / corpus.len();
     let (copies, per) = if full == 0 { (1, n) } else { (full, corpus.len()) };
-    (0..1000)
-        .map(|_| {
-            let c = rng.below(copies as u64);
-            let f = &corpus[rng.below(per as u64) as usize].0;
-            root.join(format!("copy{c:04}")).join(f)
-        })
-        .collect()
+    // A tree kept from an earlier run may hold another corpus (the
+    // registry changed): only files that exist are edited.
+    let mut out = Vec::new();
+    for _ in 0..1_000_000 {
+        if out.len() == 1000 {
+            break;
+        }
+        let c = rng.below(copies as u64);
+        let f = &corpus[rng.below(per as u64) as usize].0;
+        let p = root.join(format!("copy{c:04}")).join(f);
+        if p.is_file() {
+            out.push(p);
+        }
+    }
+    assert!(
+        out.len() == 1000,
+        "{}: too few corpus files in the tree; delete it to regenerate",
+        root.display()
+    );
+    out
 }
 
 fn edit(files: &[PathBuf], k: usize, round: usize) {
