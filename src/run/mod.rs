@@ -4,10 +4,10 @@
 //! a command exits 0, `idle` once files changed and then stayed quiet for
 //! `idle_threshold_seconds`, and `post-run` when CMD exits.
 //!
-//! The run watches the workspace itself (`worktree::watch::spawn`, started
-//! before the pre-run snapshot), so each snapshot after the first costs
-//! what changed, and idle detection takes the same events. If it cannot
-//! watch, the log says why and every snapshot walks the workspace.
+//! The run watches the workspace itself (`watcher.rs`, started as the run
+//! starts, without holding CMD back), so each snapshot once it is ready
+//! costs what changed, and idle detection takes the same events. If it
+//! cannot watch, the log says why and every snapshot walks the workspace.
 //!
 //! Invariants: each snapshot is the workspace at its moment. The pre-run
 //! snapshot is staged before CMD starts (and ingested in the background
@@ -30,6 +30,7 @@ pub mod log;
 mod push;
 mod snapper;
 pub mod trace;
+mod watcher;
 
 use std::fs::File;
 use std::io::Write;
@@ -46,11 +47,11 @@ use crate::format::snapshot::Trigger;
 use crate::store::Store;
 use crate::util::fs as fsutil;
 use crate::worktree::config::{Triggers, WorkspaceConfig};
-use crate::worktree::watch::{Hub, WatchLink};
 use idle::IdleWatch;
 pub use log::{Log, RunLog};
 use snapper::{Moment, Snapper};
 use trace::{EventSink, ExecEvent, Holder, Launch, Release};
+use watcher::RunWatch;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct RunInfo {
@@ -149,14 +150,14 @@ pub fn run(store: &Store, opts: RunOptions, live: Log, child_pid: &AtomicI32) ->
             false => "this tracer cannot hold processes: commit and build snapshots are taken after the fact",
         });
     }
-    // The run's own watcher, started before the pre-run snapshot so every
-    // capture after it re-examines only what changed. Without one, the
-    // captures walk (or ask a `moat watch` process) as before.
-    let hub = snapshots.then(|| start_watcher(store, &ws, &log)).flatten();
-    let link = match &hub {
-        Some(h) => WatchLink::With(h.clone()),
-        None => WatchLink::default(),
-    };
+    // The run's own watcher, so snapshots re-examine only what changed
+    // (`watcher.rs`: started in the background; the pre-run snapshot waits
+    // for it only briefly).
+    let watch = snapshots.then(|| RunWatch::start(store, &ws));
+    if let Some(w) = &watch {
+        w.wait(watcher::PRE_RUN_WAIT);
+        log_watch(w, &log);
+    }
     let snapper = Snapper::new(
         store,
         ws.clone(),
@@ -166,7 +167,7 @@ pub fn run(store: &Store, opts: RunOptions, live: Log, child_pid: &AtomicI32) ->
         opts.clone,
         &log,
         background_pool(),
-        link,
+        watch.clone(),
     );
     let pre_run = (snapshots && !cfg.snapshots.triggers.disable_pre_run)
         .then(|| snapper.stage_first())
@@ -203,23 +204,32 @@ pub fn run(store: &Store, opts: RunOptions, live: Log, child_pid: &AtomicI32) ->
             drop(sink);
             (r, dropped)
         });
-        let idle = (snapshots && !cfg.snapshots.triggers.disable_idle)
-            .then(|| IdleWatch::start(&ws, store.location(), &opts.runs_dir, cfg, hub.as_deref()));
-        let idle = match idle.transpose() {
-            Ok(w) => w,
-            Err(e) => {
-                log.line(&format!(
-                    "idle snapshots disabled: cannot watch the workspace: {e}"
-                ));
-                None
-            }
-        };
+        // Idle detection takes the watcher's events once it is settled (its
+        // own watcher if the run's could not start).
+        let mut idle_wanted = snapshots && !cfg.snapshots.triggers.disable_idle;
+        let mut idle = None;
         let threshold = Duration::from_secs(cfg.snapshots.triggers.idle_threshold_seconds);
         while !traced.is_finished() {
             std::thread::sleep(Duration::from_millis(50));
-            if idle.as_ref().is_some_and(|w| w.quiet_for(threshold)) {
+            if let Some(w) = &watch {
+                log_watch(w, &log);
+            }
+            if idle_wanted && watch.as_ref().is_none_or(|w| w.settled()) {
+                idle_wanted = false;
+                let hub = watch.as_ref().and_then(|w| w.hub());
+                match IdleWatch::start(&ws, store.location(), &opts.runs_dir, cfg, hub.as_deref()) {
+                    Ok(w) => idle = Some(w),
+                    Err(e) => log.line(&format!(
+                        "idle snapshots disabled: cannot watch the workspace: {e}"
+                    )),
+                }
+            }
+            if idle.as_ref().is_some_and(|w: &IdleWatch| w.quiet_for(threshold)) {
                 let _ = moments.send(now(Trigger::Idle));
             }
+        }
+        if let Some(w) = &watch {
+            log_watch(w, &log);
         }
         let (result, dropped) = traced
             .join()
@@ -255,26 +265,10 @@ pub fn run(store: &Store, opts: RunOptions, live: Log, child_pid: &AtomicI32) ->
     Ok(code)
 }
 
-/// Watches the workspace for the run's captures; on failure (a watch
-/// limit, an unsupported platform) says why in the log and returns none.
-fn start_watcher(store: &Store, ws: &Path, log: &RunLog) -> Option<Arc<Hub>> {
-    let t = std::time::Instant::now();
-    match crate::worktree::watch::spawn(ws, store.own_dirs()) {
-        Ok(hub) => {
-            let (dirs, bytes) = hub.usage();
-            log.line(&format!(
-                "watching {dirs} directories ({} KiB) after {:.1} ms: snapshots re-examine only what changed",
-                bytes / 1024,
-                t.elapsed().as_secs_f64() * 1e3
-            ));
-            Some(hub)
-        }
-        Err(e) => {
-            log.line(&format!(
-                "not watching the workspace ({e}): snapshots walk it (unless `moat watch` runs)"
-            ));
-            None
-        }
+/// Logs how starting the run's watcher went, once it has.
+fn log_watch(w: &RunWatch, log: &RunLog) {
+    if let Some(line) = w.take_line() {
+        log.line(&line);
     }
 }
 

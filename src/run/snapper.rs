@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex};
 
 use super::log::RunLog;
 use super::trace::Release;
+use super::watcher::RunWatch;
 use super::{RunInfo, lock};
 use crate::capture::{self, CaptureOptions, Guard, Outcome, Provisional, Staged};
 use crate::format::snapshot::Trigger;
@@ -35,7 +36,6 @@ use crate::store::Store;
 use crate::util::progress::NoProgress;
 use crate::worktree::config::WorkspaceConfig;
 use crate::worktree::walk::WalkOptions;
-use crate::worktree::watch::WatchLink;
 
 /// Something worth a snapshot.
 pub struct Moment {
@@ -66,9 +66,9 @@ pub struct Snapper<'a> {
     pub log: &'a RunLog<'a>,
     /// Low-priority threads for background snapshot work.
     pub pool: Option<rayon::ThreadPool>,
-    /// Where every capture of the run learns what changed (the run's own
-    /// watcher when it has one).
-    pub watch: WatchLink,
+    /// The run's own watcher: where its captures learn what changed once
+    /// it is ready.
+    pub watch: Option<Arc<RunWatch>>,
     /// The sequence number of the newest staged capture, and what it will
     /// store (the next capture's parent until it commits).
     last_staged: Mutex<Option<(u64, Arc<Provisional>)>>,
@@ -89,7 +89,7 @@ impl<'a> Snapper<'a> {
         clone: bool,
         log: &'a RunLog<'a>,
         pool: Option<rayon::ThreadPool>,
-        watch: WatchLink,
+        watch: Option<Arc<RunWatch>>,
     ) -> Self {
         Snapper {
             store,
@@ -226,7 +226,7 @@ impl<'a> Snapper<'a> {
             allow_empty: true,
             exact,
             parent,
-            watch: self.watch.clone(),
+            watch: self.watch.as_ref().map(|w| w.link()).unwrap_or_default(),
             ..CaptureOptions::default()
         };
         match capture::stage(self.store, &self.ws, &opts, &NoProgress) {
