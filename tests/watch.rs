@@ -537,3 +537,34 @@ fn a_watched_snapshot_writes_a_delta_and_later_walks_read_through_it() {
     assert_eq!(v["stats"]["files_read"], 0);
     assert_eq!(v["root"].as_str().unwrap(), w.walked_root());
 }
+
+#[test]
+fn a_nested_ignore_file_rewalks_only_its_directory() {
+    let mut w = Watched::new();
+    base_tree(&w);
+    write(&w.p("docs/guide/notes.log"), b"log\n");
+    write(&w.p("docs/x.gitignore"), b"not an ignore file\n");
+    w.start();
+    w.walked_because("no watch token");
+    write(&w.p("docs/.gitignore"), b"*.log\n");
+    w.watched_ok("a new nested .gitignore");
+    let (v, _) = w.snap();
+    assert_eq!(v["scan"], "watched");
+    let ls = w
+        .cmd()
+        .args(["ls", "latest"])
+        .current_dir(&w.ws)
+        .output()
+        .unwrap();
+    let ls = String::from_utf8_lossy(&ls.stdout);
+    assert!(
+        ls.contains("intro.md") && !ls.contains("notes.log"),
+        "the new rule applies: {ls}"
+    );
+    write(&w.p("docs/.gitignore"), b"# nothing\n");
+    w.watched_ok("a nested .gitignore edited");
+    write(&w.p("docs/x.gitignore"), b"still not an ignore file\n");
+    w.watched_ok("a file whose name only ends in .gitignore");
+    write(&w.p(".gitignore"), b"*.md\n");
+    w.walked_because("ignore rules changed");
+}

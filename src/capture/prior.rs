@@ -187,12 +187,23 @@ pub fn plan_watched(
             return Err(format!("ignore rules changed ({})", String::from_utf8_lossy(p)));
         }
     }
-    let mut descend = FxHashSet::default();
-    for p in &dirty {
-        let mut parts = p.split(|&b| b == b'/');
-        if parts.any(|c| c == b".git") || p.ends_with(b".gitignore") || p.ends_with(b".ignore") {
+    let mut dirty = dirty;
+    for p in dirty.iter_mut() {
+        if p.split(|&b| b == b'/').any(|c| c == b".git") {
             return Err(format!("ignore rules changed ({})", String::from_utf8_lossy(p)));
         }
+        // An ignore file's rules apply to its directory and everything
+        // below: that directory is walked again whole, with the new rules.
+        let name = p.rsplit(|&b| b == b'/').next().unwrap_or_default();
+        if name == b".gitignore" || name == b".ignore" {
+            match p.iter().rposition(|&b| b == b'/') {
+                Some(cut) => p.truncate(cut),
+                None => return Err(format!("ignore rules changed ({})", String::from_utf8_lossy(p))),
+            }
+        }
+    }
+    let mut descend = FxHashSet::default();
+    for p in &dirty {
         let mut i = 0;
         descend.insert(Vec::new());
         while let Some(k) = p[i..].iter().position(|&b| b == b'/') {
