@@ -66,7 +66,10 @@ const HOT_MAX_BYTES: u64 = 64 << 20;
 
 /// Kinds kept only in the local cache.
 fn local_only(kind: FileKind) -> bool {
-    matches!(kind, FileKind::Cache | FileKind::WatchToken | FileKind::Tmp)
+    matches!(
+        kind,
+        FileKind::Cache | FileKind::CacheDelta | FileKind::WatchToken | FileKind::Tmp
+    )
 }
 
 /// Kinds whose files never change once written: cached locally.
