@@ -14,3 +14,4 @@ pub mod snapshot;
 pub mod statcache;
 pub mod statdelta;
 pub mod tree;
+pub mod watch_token;

@@ -19,8 +19,9 @@ use std::path::Path;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::error::{Error, Result};
-use crate::format::statcache::{self, CachedFile, Meta, Record, StatCache, Table, Token};
+use crate::format::statcache::{self, CachedFile, Meta, Record, StatCache, Table};
 use crate::format::statdelta;
+use crate::format::watch_token::Token;
 use crate::store::Store;
 use crate::store::backend::Blob;
 
