@@ -242,3 +242,68 @@ fn mtimes_at_both_ends_of_the_range_round_trip_or_are_refused() {
     }
     assert_eq!(std::fs::read(target.join("keep.txt")).unwrap(), b"ordinary");
 }
+
+/// Item 13, mid-snapshot: the walk saw regular files, then FIFOs took
+/// their places before they were opened (moat paused at `point` while the
+/// test swaps them). Whether a file would have been staged (small: read
+/// into memory; large: cloned) or read directly (`--no-clone`), the FIFO
+/// is skipped and recorded, never waited on with the store lock held.
+#[test]
+fn a_fifo_swapped_in_for_a_file_mid_snapshot_is_skipped_not_waited_on() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::process::Stdio;
+    for (point, extra) in [("after-walk", &[][..]), ("after-stage", &["--no-clone"][..])] {
+        let env = Env::new();
+        let ws = env.path("ws");
+        write(&ws.join("keep.txt"), b"kept");
+        write(&ws.join("small.txt"), b"small");
+        write(&ws.join("large.bin"), &noise(300 << 10, 5));
+        let mut child = env
+            .cmd()
+            .args(["snapshot", ws.to_str().unwrap()])
+            .args(extra)
+            .env("MOAT_FAILPOINT", format!("{point}:pause"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut seen = String::new();
+        while !seen.contains("paused") {
+            let n = stderr.read_line(&mut seen).unwrap();
+            assert!(n > 0, "{point}: moat never paused:\n{seen}");
+        }
+        for name in ["small.txt", "large.bin"] {
+            std::fs::remove_file(ws.join(name)).unwrap();
+            mkfifo(&ws.join(name));
+        }
+        child.stdin.take().unwrap().write_all(b"\n").unwrap();
+        let rest = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stderr.read_to_string(&mut s);
+            s
+        });
+        let status = wait_within_status(&mut child, DEADLINE);
+        let err = seen + &rest.join().unwrap();
+        let mut out = String::new();
+        child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        assert!(status.success(), "{point}: {status:?}\n{err}");
+        assert!(
+            err.contains("small.txt") && err.contains("large.bin"),
+            "{point}: the skipped files are named: {err}"
+        );
+        let id = last_line(&out);
+        let v: serde_json::Value = serde_json::from_str(&env.ok(&["show", &id, "--json"])).unwrap();
+        assert_eq!(
+            v["skipped"],
+            serde_json::json!([{"path": "large.bin"}, {"path": "small.txt"}]),
+            "{point}: {v}"
+        );
+        let ls = env.ok(&["ls", &id]);
+        assert!(
+            ls.contains("keep.txt") && !ls.contains("small.txt"),
+            "{point}: {ls}"
+        );
+    }
+}

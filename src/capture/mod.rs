@@ -208,6 +208,8 @@ fn prepare(
     crate::worktree::protect::Protected::from_paths(&wopts.skip_dirs).refuse_inside(ws, "workspace")?;
     progress.start("scanning", 0);
     let mut found = watched::scan(store, ws, &wopts, writer, watch)?;
+    // Between the walk's lstat and the first open (a test swaps files here).
+    crate::util::failpoint("after-walk");
     let mut warnings = std::mem::take(&mut found.warnings);
     let nodes = std::mem::take(&mut found.nodes);
     let mut results = std::mem::take(&mut found.results);
