@@ -290,3 +290,63 @@ fn mtime_only_changes_are_rolled_back() {
     let again = env.snapshot_json(&ws, &["--allow-empty"]);
     assert_eq!(again["root"].as_str().unwrap(), root_of(&env, &snap), "{again}");
 }
+
+/// Whether some snapshot of the store holds `rel` with `content`.
+fn held_somewhere(env: &Env, rel: &str, content: &[u8]) -> bool {
+    let v: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--all", "--json"])).unwrap();
+    v.as_array().unwrap().iter().enumerate().any(|(k, s)| {
+        let id = s["id"].as_str().unwrap();
+        let out = env.path(&format!("held-{k}"));
+        let _ = fs::remove_dir_all(&out);
+        env.restore(id, &out);
+        fs::read(out.join(rel)).is_ok_and(|d| d == content)
+    })
+}
+
+/// Item 6: the plan that used to be half-applied for good (a directory
+/// that becomes a file while ignored files sit inside it), interrupted at
+/// each of its removals and writes in turn: the re-run completes, the
+/// workspace is the target, and the ignored files are in a snapshot.
+#[test]
+fn a_directory_that_becomes_a_file_completes_after_an_interruption_at_any_step() {
+    for point in ["rollback-remove", "rollback-step"] {
+        for n in 1.. {
+            let env = Env::new();
+            let ws = env.path("ws");
+            write(&ws.join(".gitignore"), b"*.log\n");
+            write(&ws.join("d"), b"d is a file");
+            write(&ws.join("other.txt"), b"other v1");
+            let snap = env.snapshot(&ws);
+            fs::remove_file(ws.join("d")).unwrap();
+            write(&ws.join("d/x.txt"), b"x");
+            write(&ws.join("d/sub/y.txt"), b"y");
+            write(&ws.join("d/keep.log"), b"ignored but precious");
+            write(&ws.join("d/sub/deeper.log"), b"deeper and precious");
+            write(&ws.join("other.txt"), b"other v2");
+            write(&ws.join("new.txt"), b"new");
+            let first = env
+                .cmd()
+                .args(["rollback", &snap, ws.to_str().unwrap()])
+                .env("MOAT_FAILPOINT", format!("{point}@{n}"))
+                .output()
+                .unwrap();
+            let what = format!("{point}@{n}");
+            let again = rollback(&env, &snap, &ws, &[]);
+            assert!(again.status.success(), "{what}: {}", show(&again));
+            let fresh = env.path("fresh");
+            env.restore(&snap, &fresh);
+            assert_same_tree(&ws, &fresh);
+            for (rel, content) in [
+                ("d/keep.log", &b"ignored but precious"[..]),
+                ("d/sub/deeper.log", b"deeper and precious"),
+            ] {
+                assert!(held_somewhere(&env, rel, content), "{what}: {rel} lost");
+            }
+            if first.status.success() {
+                // The failpoint was never reached: every step was tried.
+                assert!(n > 1, "{point} never fired");
+                break;
+            }
+        }
+    }
+}

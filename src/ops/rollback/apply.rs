@@ -119,6 +119,7 @@ fn apply_changes(store: &Store, plan: &Plan, report: &mut RollbackReport) -> Res
             Err(e) => return Err(Error::io(&path, e)),
         }
         cache.entries.remove(step.path());
+        crate::util::failpoint("rollback-remove");
     }
     let leaves: HashSet<&[u8]> = writes
         .iter()
@@ -138,6 +139,7 @@ fn apply_changes(store: &Store, plan: &Plan, report: &mut RollbackReport) -> Res
         } else {
             remove_dir_if_empty(&path, report);
         }
+        crate::util::failpoint("rollback-remove");
     }
     for (k, step) in writes.iter().enumerate() {
         let rel = step.path();
