@@ -170,3 +170,73 @@ fn a_store_inside_the_workspace_reached_through_a_bind_mount_is_never_captured()
     moat(&["restore", &second, "--to", out.to_str().unwrap()]);
     assert_eq!(fs::read(out.join("b.txt")).unwrap(), b"b");
 }
+
+/// Item 4, restore: a restore target that holds the store two levels down,
+/// at a path the snapshot writes, is refused before anything is written.
+#[test]
+fn restore_never_writes_into_a_store_inside_the_target() {
+    let env = Env::new();
+    let ws = env.path("ws");
+    write(&ws.join("a.txt"), b"a");
+    write(&ws.join("deep/st/config"), b"a user file where the store will be");
+    write(&ws.join("deep/st/packs/x"), b"another");
+    let snap = env.snapshot(&ws);
+    let target = env.path("target");
+    write(&target.join("mine.txt"), b"mine");
+    fs::create_dir_all(target.join("deep")).unwrap();
+    let st = target.join("deep/st");
+    fs::rename(env.store(), &st).unwrap();
+    let before = listing(&target);
+    let out = moat_with(&env, &st)
+        .args(["restore", &snap, "--to", target.to_str().unwrap(), "--force"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(err.contains("deep/st") && err.contains("store"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(listing(&target), before, "restore wrote before refusing");
+    let out = moat_with(&env, &st)
+        .args(["check", "--read-data"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the store was damaged: {}", show(&out));
+}
+
+/// Item 4, `$MOAT_HOME`: inside a workspace or a restore target it is
+/// never rolled back or restored into, even where the snapshot holds files
+/// at its path (taken before it was moat's).
+#[test]
+fn moat_home_is_never_rolled_back_or_restored_into() {
+    let env = Env::new();
+    let ws = env.path("ws");
+    write(&ws.join("a.txt"), b"a v1");
+    write(
+        &ws.join("sub/mh/notes.txt"),
+        b"a user file where MOAT_HOME will be",
+    );
+    let snap = env.snapshot(&ws);
+    let home = ws.join("sub/mh");
+    fs::remove_dir_all(&home).unwrap();
+    write(&home.join("runs/r1/run.json"), b"{}");
+    write(&home.join("notes.txt"), b"moat's own");
+    write(&ws.join("a.txt"), b"a v2");
+    let with_home = |home: &Path, args: &[&str]| {
+        let out = env.cmd().env("MOAT_HOME", home).args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "{args:?}: {}", show(&out));
+        assert!(err.contains("MOAT_HOME") && !err.contains("panicked"), "{err}");
+    };
+    let before = listing(&ws);
+    with_home(&home, &["rollback", &snap, ws.to_str().unwrap()]);
+    with_home(&home, &["rollback", &snap, ws.to_str().unwrap(), "--force"]);
+    assert_eq!(listing(&ws), before, "rollback changed the workspace");
+    // The same directory as moat's home inside a restore target.
+    let target = env.path("target");
+    fs::create_dir_all(target.join("sub")).unwrap();
+    fs::rename(&home, target.join("sub/mh")).unwrap();
+    let before = listing(&target);
+    let t = target.to_str().unwrap();
+    with_home(&target.join("sub/mh"), &["restore", &snap, "--to", t, "--force"]);
+    assert_eq!(listing(&target), before, "restore wrote before refusing");
+}
