@@ -241,3 +241,44 @@ fn symlinked_store_directories_are_refused() {
         assert!(before.len() <= after.len());
     }
 }
+
+/// Item 16, one level down: a pack's fan-out directory (`packs/<xx>/`)
+/// that is a symlink is never written through. All 256 of them point
+/// outside the store before the first pack is written, so whatever a new
+/// pack's id, its directory is one of them.
+#[test]
+fn symlinked_pack_fan_out_directories_are_never_written_through() {
+    let env = Env::new();
+    drop(Forge::new(&env));
+    let elsewhere = env.path("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    let packs = env.store().join("packs");
+    fs::create_dir_all(&packs).unwrap();
+    for b in 0..=255u8 {
+        symlink(&elsewhere, packs.join(format!("{b:02x}"))).unwrap();
+    }
+    let ws = env.path("ws");
+    write(&ws.join("a.txt"), b"hello");
+    write(&ws.join("b.bin"), &noise(50 << 10, 9));
+    let err = env.fails(&["snapshot", ws.to_str().unwrap()]);
+    assert!(
+        err.contains(packs.to_str().unwrap()) && err.contains("symlink"),
+        "{err}"
+    );
+    let outside: Vec<_> = fs::read_dir(&elsewhere)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(outside.is_empty(), "written through the symlink: {outside:?}");
+    let files = |d: &str| -> Vec<PathBuf> {
+        fs::read_dir(env.store().join(d))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect()
+    };
+    assert!(files("tmp").is_empty(), "temp files left: {:?}", files("tmp"));
+    assert!(files("snapshots").is_empty(), "a snapshot was committed");
+}
