@@ -232,3 +232,169 @@ fn latest_with_a_huge_offset_is_an_error_not_a_panic() {
     let err = env.fails(&["show", "latest~99999999999999999999999"]);
     assert!(err.contains("is not a snapshot id"), "{err}");
 }
+
+/// Item 18, beyond `latest~N`: every number a user types (counts and
+/// durations of gc, log and clean-temp, dates, the zstd level, numbers in
+/// `moat.yaml`) at the edges of its type is used or refused, never a panic
+/// or a wrapped value.
+#[test]
+fn every_number_a_user_types_is_checked() {
+    let env = Env::new();
+    let ws = env.path("ws");
+    let w = ws.to_str().unwrap();
+    write(&ws.join("a.txt"), b"a");
+    env.snapshot(&ws);
+    let max = "18446744073709551615";
+    let mut cases: Vec<Vec<&str>> = Vec::new();
+    for opt in ["--keep-last", "--keep-hourly", "--keep-daily", "--keep-weekly"] {
+        cases.push(vec!["gc", "--dry-run", w, opt, max]);
+    }
+    for d in [
+        "9223372036s",
+        "106751d",
+        "15250w",
+        "9223372037s",
+        "99999999999999999999d",
+    ] {
+        cases.push(vec!["gc", "--dry-run", w, "--keep-within", d]);
+        cases.push(vec!["gc", "--dry-run", w, "--min-age", d]);
+        cases.push(vec!["system", "clean-temp", "--dry-run", "--min-age", d]);
+        cases.push(vec!["log", "--workspace", w, "--since", d]);
+    }
+    for when in ["0001-01-01", "9999-12-31T23:59:59Z", "1677-09-21", "2262-04-12"] {
+        cases.push(vec!["log", "--workspace", w, "--since", when]);
+        cases.push(vec!["log", "--workspace", w, "--until", when]);
+    }
+    cases.push(vec!["log", "--workspace", w, "-n", max]);
+    for level in ["2147483647", "-2147483648", "99999999999"] {
+        cases.push(vec!["snapshot", w, "--allow-empty", "--zstd-level", level]);
+    }
+    let mut outputs: Vec<(String, Output)> = cases
+        .iter()
+        .map(|args| (format!("{args:?}"), with_home(&env, args)))
+        .collect();
+    write(
+        &ws.join("moat.yaml"),
+        format!(
+            "snapshots:\n  retention:\n    max_count: {max}\n  max_new_bytes: {max}\n  max_new_files: {max}\n  triggers:\n    idle_threshold_seconds: {max}\n"
+        )
+        .as_bytes(),
+    );
+    for args in [
+        &["run", "--workspace", w, "--", "true"][..],
+        &["gc", "--dry-run", w],
+        &["snapshot", w, "--allow-empty"],
+    ] {
+        outputs.push((format!("moat.yaml: {args:?}"), with_home(&env, args)));
+    }
+    for (what, out) in outputs {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            matches!(out.status.code(), Some(0..=2)) && !err.contains("panicked"),
+            "{what}: {}",
+            show(&out)
+        );
+    }
+}
+
+/// Runs `cmd` as `cmd | head -1` (with `merged`: `cmd 2>&1 | head -1`), a
+/// real head that reads one line and quits; returns moat's status, its
+/// stderr (unless merged) and what head printed.
+fn into_head(mut cmd: Command, merged: bool) -> (std::process::ExitStatus, String, String) {
+    use std::io::Read;
+    use std::os::fd::OwnedFd;
+    let mut head = Command::new("head")
+        .arg("-1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("head");
+    let pipe: OwnedFd = head.stdin.take().unwrap().into();
+    if merged {
+        cmd.stderr(Stdio::from(pipe.try_clone().unwrap()));
+    } else {
+        cmd.stderr(Stdio::piped());
+    }
+    cmd.stdin(Stdio::null()).stdout(Stdio::from(pipe));
+    let mut child = cmd.spawn().expect("moat");
+    // Only moat and head hold the pipe now.
+    drop(cmd);
+    let err = child.stderr.take().map(|mut e| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = e.read_to_string(&mut s);
+            s
+        })
+    });
+    let status = wait_within_status(&mut child, DEADLINE);
+    let mut shown = String::new();
+    head.stdout.take().unwrap().read_to_string(&mut shown).unwrap();
+    head.wait().unwrap();
+    let err = err.map(|t| t.join().unwrap()).unwrap_or_default();
+    (status, err, shown)
+}
+
+/// Item 17 with a real `| head -1`: head quits after one line while moat
+/// still has far more to write than a pipe holds, so moat meets EPIPE in
+/// the middle of its output (not at its first write, as into a pipe closed
+/// from the start). Every command ends by SIGPIPE, quietly, as git does;
+/// `moat --verbose run -- CMD 2>&1 | head -1` still runs CMD.
+#[test]
+fn piped_into_head_moat_ends_by_sigpipe_in_mid_output() {
+    let env = Env::new();
+    let ws = env.path("ws");
+    let w = ws.to_str().unwrap();
+    // ls prints over 600 kB (long names); diff -p and log -p several MB.
+    let body = |v: &str| format!("{v} {}\n", "text of a line ".repeat(12)).repeat(4);
+    let name = |i: usize| format!("{}-{i:04}.txt", "n".repeat(200));
+    for i in 0..3000 {
+        write(&ws.join(name(i)), body("old").as_bytes());
+    }
+    let a = env.snapshot(&ws);
+    for i in 0..3000 {
+        write(&ws.join(name(i)), body("new").as_bytes());
+    }
+    let b = env.snapshot(&ws);
+    // A run whose trace is over 1 MB: 150 programs with a 10 kB argument.
+    let marker = env.path("started");
+    let long = "x".repeat(10_000);
+    let script = format!(
+        "touch {}; for i in $(seq 150); do /bin/true {long}; done",
+        marker.display()
+    );
+    let run = with_home(&env, &["run", "--workspace", w, "--", "sh", "-c", &script]);
+    assert!(run.status.success() && marker.exists(), "{}", show(&run));
+    let run_id = {
+        let v: serde_json::Value =
+            serde_json::from_slice(&with_home(&env, &["runs", "--json"]).stdout).unwrap();
+        v[0]["id"].as_str().unwrap().to_string()
+    };
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["ls", &a],
+        vec!["diff", "-p", &a, &b],
+        vec!["log", "-p", "--workspace", w],
+        vec!["trace", "--json", &run_id],
+    ];
+    for args in commands {
+        let mut cmd = env.cmd();
+        cmd.args(&args).env("MOAT_HOME", env.path("home"));
+        let (status, err, shown) = into_head(cmd, false);
+        assert!(
+            status.signal() == Some(libc::SIGPIPE),
+            "{args:?} should end by SIGPIPE in mid output: {status:?}\n{err}"
+        );
+        assert!(err.is_empty(), "{args:?}: {err}");
+        assert_eq!(shown.lines().count(), 1, "{args:?}: {shown}");
+    }
+    std::fs::remove_file(&marker).unwrap();
+    let mut cmd = env.cmd();
+    cmd.args(["--verbose", "run", "--workspace", w, "--", "sh", "-c"])
+        .arg(format!("touch {}; seq 100000", marker.display()))
+        .env("MOAT_HOME", env.path("home"));
+    let (status, _, shown) = into_head(cmd, true);
+    assert!(
+        marker.exists(),
+        "moat run never started its command: {status:?} {shown}"
+    );
+    assert!(status.code() != Some(101), "{status:?}");
+}
