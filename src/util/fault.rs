@@ -5,7 +5,8 @@
 //! `pin-write`, `config-write`), checked at every write that writer makes.
 //! `MODE` is what happens there: `abort` (the default: the process dies
 //! like a `kill -9`, no destructors), `eio` (the write fails with EIO),
-//! `short` (half the bytes are written, then the write fails), `pause`
+//! `short` (half the bytes are written, then the write fails; these two
+//! say `moat: failpoint NAME fired (MODE)` on stderr each time), `pause`
 //! (say so on stderr and wait for a line on stdin, so a test can fill the
 //! disk at exactly this point). `@N` arms it from the N-th hit on (default
 //! 1); `pause` fires once.
@@ -81,6 +82,12 @@ fn pause(name: &str) {
     let _ = io::stdin().lock().read_line(&mut line);
 }
 
+/// Says on stderr that an error-returning failpoint fired, so a test can
+/// tell a command that never reached it from one that swallowed its error.
+fn fired(name: &str, mode: &str) {
+    let _ = writeln!(io::stderr(), "moat: failpoint {name} fired ({mode})");
+}
+
 /// A step: aborts (or pauses) when armed; other modes mean nothing here.
 pub fn point(name: &str) {
     match fires(name) {
@@ -99,8 +106,12 @@ pub fn write_all(name: &str, w: &mut impl Write, data: &[u8]) -> io::Result<()> 
             pause(name);
             w.write_all(data)
         }
-        Some(Mode::Eio) => Err(io::Error::from_raw_os_error(libc::EIO)),
+        Some(Mode::Eio) => {
+            fired(name, "eio");
+            Err(io::Error::from_raw_os_error(libc::EIO))
+        }
         Some(Mode::Short) => {
+            fired(name, "short");
             w.write_all(&data[..data.len() / 2])?;
             Err(io::Error::new(
                 io::ErrorKind::WriteZero,

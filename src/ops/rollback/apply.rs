@@ -196,7 +196,15 @@ fn apply_changes(store: &Store, plan: &Plan, report: &mut RollbackReport) -> Res
     let StatCache {
         taken_ns, entries, ..
     } = cache;
-    statcache::save(store, ws, taken_ns, entries.into_iter().collect())
+    // The workspace is rolled back by now; the cache only saves the next
+    // snapshot some reading, so failing to save it is a warning (as it is
+    // for `snapshot`), not a failed rollback.
+    if let Err(e) = statcache::save(store, ws, taken_ns, entries.into_iter().collect()) {
+        report
+            .warnings
+            .push(format!("could not save the stat cache: {e}"));
+    }
+    Ok(())
 }
 
 /// Removes the temp entries a crashed rollback left (the safety
