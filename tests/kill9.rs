@@ -2,9 +2,13 @@
 //! `rollback` on a generated tree of a few thousand files (some large).
 //!
 //! The kill instants are drawn from a seeded RNG over each command's
-//! measured duration, so which instants are tried is fixed; where they
-//! land in the work varies with the machine, and every assertion holds
-//! wherever they land:
+//! duration (measured uninterrupted, then as last seen when a trial ended
+//! before its kill), so which fractions of the run are tried is fixed;
+//! where they land in the work varies with the machine, and every
+//! assertion holds wherever they land. Trials go on until `KILLS` kills
+//! have landed while the command still ran (at most `MAX_TRIALS` trials:
+//! a machine where kills keep missing fails the test rather than passing
+//! with fewer):
 //! - the store passes `check` after every kill and `check --read-data` at
 //!   the end, and every snapshot a command reported written restores byte
 //!   for byte;
@@ -13,8 +17,9 @@
 //!   entry, every mtime right: the next snapshot has the target's root), and
 //!   the undo of a killed rollback (its safety snapshot) exactly the old state.
 //!
-//! Each test prints, past the harness's capture, how many kills landed
-//! while the command still ran and how many left a partial state behind.
+//! Each test prints, past the harness's capture, how many trials it made,
+//! how many kills landed while the command still ran and how many left a
+//! partial state behind.
 
 mod common;
 
@@ -26,7 +31,12 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
+/// Kills that must land while the command runs, per command.
 const KILLS: usize = 50;
+/// Trials after which a test gives up on landing `KILLS` kills.
+const MAX_TRIALS: usize = 3 * KILLS;
+/// Files in each test's tree (every 150th large).
+const FILES: usize = 3000;
 
 /// A test environment in memory when `/dev/shm` has room (fsync is then
 /// free, so the trials measure moat, not the disk), else in the temp dir.
@@ -153,24 +163,95 @@ fn measure(cmd: Command) -> Duration {
     start.elapsed()
 }
 
-/// A kill instant in [0, 1.25 × `over`]: most land while the command
-/// runs, some after it finished (then its report is checked too).
-fn instant(rng: &mut Rng, over: Duration) -> Duration {
-    Duration::from_micros(rng.below(over.as_micros() as u64 * 5 / 4 + 1))
+/// The kill trials of one command.
+struct Trials {
+    what: &'static str,
+    rng: Rng,
+    /// How long the command runs when nothing kills it, as last seen:
+    /// kill instants are drawn from [0, took).
+    took: Duration,
+    tried: usize,
+    /// Kills that landed while the command still ran.
+    landed: usize,
+    /// Trials that left a partial state behind (counted by the test: for
+    /// a store writer, a temp file that was not there before).
+    partial: usize,
 }
 
-fn report(what: &str, killed: usize, partial: usize, note: &str) {
-    let _ = writeln!(
-        std::io::stderr(),
-        "kill -9 {what}: {KILLS} kills, {killed} while it ran, {partial} left a partial state; {note}"
-    );
+impl Trials {
+    fn new(what: &'static str, seed: u64, took: Duration) -> Self {
+        Trials {
+            what,
+            rng: Rng(seed),
+            took: took.max(Duration::from_millis(1)),
+            tried: 0,
+            landed: 0,
+            partial: 0,
+        }
+    }
+
+    /// Whether another trial is needed: until `KILLS` kills landed, and
+    /// failing the test once `MAX_TRIALS` trials landed fewer.
+    fn more(&self) -> bool {
+        assert!(
+            self.landed >= KILLS || self.tried < MAX_TRIALS,
+            "kill -9 {}: only {} of {} kills landed while it ran (need {KILLS})",
+            self.what,
+            self.landed,
+            self.tried
+        );
+        self.landed < KILLS
+    }
+
+    /// Runs `cmd` and kills it at a random instant of its run (unless it
+    /// finished first: its duration is then the new estimate).
+    fn run(&mut self, cmd: Command) -> (bool, Output) {
+        let at = Duration::from_micros(self.rng.below(self.took.as_micros() as u64));
+        let start = Instant::now();
+        let (killed, out) = run_and_kill(cmd, at, None);
+        if !killed {
+            self.took = start.elapsed().max(Duration::from_millis(1));
+        }
+        self.count(killed, out)
+    }
+
+    /// Runs `cmd` and kills it at a random instant in the first `1/div` of
+    /// its run after it printed a line starting with `marker`.
+    fn run_after(&mut self, cmd: Command, marker: &str, div: u32) -> (bool, Output) {
+        let at = Duration::from_micros(self.rng.below((self.took / div).as_micros() as u64));
+        let (killed, out) = run_and_kill(cmd, at, Some(marker));
+        self.count(killed, out)
+    }
+
+    fn count(&mut self, killed: bool, out: Output) -> (bool, Output) {
+        self.tried += 1;
+        self.landed += killed as usize;
+        (killed, out)
+    }
+
+    /// Prints the counts past the harness's capture.
+    fn report(&self, note: &str) {
+        assert!(self.landed >= KILLS, "{} kills landed", self.landed);
+        let _ = writeln!(
+            std::io::stderr(),
+            "kill -9 {}: {} kills, {} while it ran, {} left a partial state; {note}",
+            self.what,
+            self.tried,
+            self.landed,
+            self.partial
+        );
+    }
 }
 
-/// Leftovers of writers in the store's tmp dir (a partial state).
-fn store_temps(env: &Env) -> usize {
+/// The entries of the store's tmp dir: leftovers of killed writers (a
+/// partial state) until a later command clears them.
+fn store_temps(env: &Env) -> std::collections::HashSet<std::ffi::OsString> {
     std::fs::read_dir(env.store().join("tmp"))
-        .map(|d| d.count())
-        .unwrap_or(0)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect()
 }
 
 /// How many entries are below `root` (a cheap `listing(root).len()`).
@@ -201,39 +282,33 @@ fn kill_9_snapshot() {
     let env = env();
     let ws = env.path("ws");
     let mut rng = Rng(0x5eed_0001);
-    let files = 1500;
+    let files = FILES;
     generate(&ws, files, &mut rng);
     env.snapshot(&ws);
     churn(&ws, files, 200, &mut rng);
     let mut cmd = env.cmd();
     cmd.args(["snapshot", ws.to_str().unwrap()]);
-    let took = measure(cmd);
-    let (mut killed, mut partial) = (0, 0);
+    let mut t = Trials::new("snapshot", 0x5eed_1001, measure(cmd));
     let mut written = Vec::new();
-    for _ in 0..KILLS {
+    while t.more() {
         churn(&ws, files, 200, &mut rng);
         let mut cmd = env.cmd();
         cmd.args(["snapshot", ws.to_str().unwrap()]);
-        let (k, out) = run_and_kill(cmd, instant(&mut rng, took), None);
+        let temps = store_temps(&env);
+        let (k, out) = t.run(cmd);
         if !k {
             // The workspace has not changed since the snapshot was taken.
             assert!(out.status.success(), "{}", show(&out));
             written.push((last_line(&String::from_utf8_lossy(&out.stdout)), listing(&ws)));
         }
-        killed += k as usize;
-        partial += (store_temps(&env) > 0) as usize;
+        t.partial += !store_temps(&env).is_subset(&temps) as usize;
         check(&env, false);
     }
     check(&env, true);
     for (id, state) in &written {
         env.assert_restores(id, state);
     }
-    report(
-        "snapshot",
-        killed,
-        partial,
-        &format!("{} reported written, all restore", written.len()),
-    );
+    t.report(&format!("{} reported written, all restore", written.len()));
 }
 
 #[test]
@@ -241,7 +316,7 @@ fn kill_9_gc() {
     let env = env();
     let ws = env.path("ws");
     let mut rng = Rng(0x5eed_0002);
-    let files = 1500;
+    let files = FILES;
     generate(&ws, files, &mut rng);
     let mut kept = Vec::new();
     let mut doomed = Vec::new();
@@ -251,13 +326,13 @@ fn kill_9_gc() {
     }
     let mut cmd = env.cmd();
     cmd.args(["gc", "--all", "--min-age", "0s"]);
-    let took = measure(cmd).max(Duration::from_millis(20));
-    let (mut killed, mut partial) = (0, 0);
-    for i in 0..KILLS {
+    let mut t = Trials::new("gc", 0x5eed_1002, measure(cmd));
+    while t.more() {
+        let i = t.tried;
         // Each round leaves garbage: a snapshot deleted, new data written.
         churn(&ws, files, 100, &mut rng);
         let id = env.snapshot(&ws);
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             kept.push((id, listing(&ws)));
         } else {
             doomed.push(id);
@@ -267,10 +342,10 @@ fn kill_9_gc() {
         }
         let mut cmd = env.cmd();
         cmd.args(["gc", "--all", "--min-age", "0s"]);
-        let (k, out) = run_and_kill(cmd, instant(&mut rng, took), None);
+        let temps = store_temps(&env);
+        let (k, out) = t.run(cmd);
         assert!(k || out.status.success(), "{}", show(&out));
-        killed += k as usize;
-        partial += (store_temps(&env) > 0) as usize;
+        t.partial += !store_temps(&env).is_subset(&temps) as usize;
         check(&env, false);
     }
     env.ok(&["gc", "--all", "--min-age", "0s"]);
@@ -278,12 +353,7 @@ fn kill_9_gc() {
     for (id, state) in &kept {
         env.assert_restores(id, state);
     }
-    report(
-        "gc",
-        killed,
-        partial,
-        &format!("{} kept snapshots all restore", kept.len()),
-    );
+    t.report(&format!("{} kept snapshots all restore", kept.len()));
 }
 
 #[test]
@@ -291,7 +361,7 @@ fn kill_9_restore() {
     let env = env();
     let ws = env.path("ws");
     let mut rng = Rng(0x5eed_0003);
-    generate(&ws, 2000, &mut rng);
+    generate(&ws, FILES, &mut rng);
     let id = env.snapshot(&ws);
     let want = {
         let reference = env.path("reference");
@@ -305,24 +375,17 @@ fn kill_9_restore() {
             .args(extra);
         c
     };
-    let took = measure(restore_to(&[]));
-    let (mut killed, mut partial) = (0, 0);
-    for _ in 0..KILLS {
+    let mut t = Trials::new("restore", 0x5eed_1003, measure(restore_to(&[])));
+    while t.more() {
         std::fs::remove_dir_all(&target).unwrap();
-        let (k, _) = run_and_kill(restore_to(&[]), instant(&mut rng, took), None);
-        killed += k as usize;
-        partial += (target.exists() && entries(&target) != want.len()) as usize;
+        t.run(restore_to(&[]));
+        t.partial += (target.exists() && entries(&target) != want.len()) as usize;
         let out = restore_to(&["--force"]).output().unwrap();
         assert!(out.status.success(), "{}", show(&out));
         assert_eq!(listing(&target), want, "a re-run restore is not the snapshot");
     }
     check(&env, true);
-    report(
-        "restore",
-        killed,
-        partial,
-        "every re-run restore equals the snapshot",
-    );
+    t.report("every re-run restore equals the snapshot");
 }
 
 /// The old state of the rollback trials: B, with renames, edits, a deleted
@@ -342,7 +405,7 @@ fn diverge(ws: &Path, rng: &mut Rng) {
             format!("new {i}\n").as_bytes(),
         );
     }
-    churn(ws, 1500, 300, rng);
+    churn(ws, FILES, 300, rng);
     std::fs::remove_dir_all(ws.join("d7/s0")).unwrap();
     write(&ws.join("d7/s0"), b"a dir became a file\n");
     let f = ws.join("d8/s1/f8.txt");
@@ -359,7 +422,7 @@ fn kill_9_rollback() {
     let env = env();
     let ws = env.path("ws");
     let mut rng = Rng(0x5eed_0004);
-    generate(&ws, 1500, &mut rng);
+    generate(&ws, FILES, &mut rng);
     let target = env.snapshot(&ws);
     let want_target = listing(&ws);
     diverge(&ws, &mut rng);
@@ -375,10 +438,11 @@ fn kill_9_rollback() {
         c.args(["rollback", id, ws.to_str().unwrap()]);
         c
     };
-    let took = measure(rollback(&target));
+    let mut t = Trials::new("rollback", 0x5eed_1004, measure(rollback(&target)));
     env.ok(&["rollback", &old, ws.to_str().unwrap()]);
-    let (mut killed, mut partial, mut undone) = (0, 0, 0);
-    for i in 0..KILLS {
+    let mut undone = 0;
+    while t.more() {
+        let i = t.tried;
         assert_eq!(
             listing(&ws),
             want_old,
@@ -387,15 +451,13 @@ fn kill_9_rollback() {
         // Half the kills fall anywhere in the run (mostly in the safety
         // snapshot, which is most of it), half once it starts changing the
         // workspace (after it names the safety snapshot).
-        let (k, out) = if i % 2 == 0 {
-            run_and_kill(rollback(&target), instant(&mut rng, took), None)
+        let (k, out) = if i.is_multiple_of(2) {
+            t.run(rollback(&target))
         } else {
-            let after = instant(&mut rng, took / 2);
-            run_and_kill(rollback(&target), after, Some("safety snapshot "))
+            t.run_after(rollback(&target), "safety snapshot ", 2)
         };
-        killed += k as usize;
         let now = listing(&ws);
-        partial += (now != want_old && now != want_target) as usize;
+        t.partial += (now != want_old && now != want_target) as usize;
         // The safety snapshot is named before anything changes; undo with
         // it on odd trials when it was, else run the rollback again.
         assert!(k || out.status.success(), "{}", show(&out));
@@ -422,10 +484,7 @@ fn kill_9_rollback() {
         }
     }
     check(&env, true);
-    report(
-        "rollback",
-        killed,
-        partial,
-        &format!("every re-run gives the target or (after {undone} undos) the old state exactly"),
-    );
+    t.report(&format!(
+        "every re-run gives the target or (after {undone} undos) the old state exactly"
+    ));
 }
