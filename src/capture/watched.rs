@@ -105,8 +105,18 @@ pub fn scan(
     });
     let walk_key = prior::walk_key(wopts);
     let (next, mut plan) = match ask(link, ws, since) {
-        Answer::Vouched { dirty, next } => {
+        Answer::Vouched {
+            dirty,
+            next,
+            ignoring,
+        } => {
             let plan = match &table {
+                // The watcher left unwatched what its rules ignore: usable
+                // only if this walk ignores at least that.
+                _ if !ignoring.covers(wopts) => Err(format!(
+                    "the watcher leaves unwatched directories this scan's rules walk (it ignores {})",
+                    ignoring.describe()
+                )),
                 Some(t) => prior::plan_watched(ws, t, &walk_key, dirty),
                 None => Err("there is no stat cache to start from".into()),
             };

@@ -13,14 +13,17 @@ use std::time::Duration;
 
 use crate::error::Result;
 use crate::store::Store;
-use crate::worktree::watch::{Hub, Status, platform_watcher, socket};
+use crate::worktree::watch::{Hub, Rules, Status, platform_watcher, socket};
 
-/// Watches workspace `ws` (canonical) until asked to stop. `ready` is
-/// called once every directory is watched and the socket answers.
+/// Watches workspace `ws` (canonical) until asked to stop, leaving
+/// unwatched the directories its configuration and ignore files ignore
+/// (each `moat snapshot` reads them afresh, so the watcher follows them).
+/// `ready` is called once every directory is watched and the socket
+/// answers.
 pub fn serve(store: &Store, ws: &Path, ready: &dyn Fn(&Path)) -> Result<()> {
     let home = crate::store::moat_home()?;
     let bound = socket::bind(&home, ws)?;
-    let watcher = match platform_watcher(ws, store.own_dirs()) {
+    let watcher = match platform_watcher(ws, store.own_dirs(), Rules::Workspace) {
         Ok(w) => w,
         Err(e) => {
             bound.remove();

@@ -153,7 +153,9 @@ pub fn run(store: &Store, opts: RunOptions, live: Log, child_pid: &AtomicI32) ->
     // The run's own watcher, so snapshots re-examine only what changed
     // (`watcher.rs`: started in the background; the pre-run snapshot waits
     // for it only briefly).
-    let watch = snapshots.then(|| RunWatch::start(store, &ws));
+    // It leaves unwatched what the run's snapshots never walk.
+    let ignoring = crate::worktree::watch::Ignoring::of(&cfg.walk_options(Default::default()));
+    let watch = snapshots.then(|| RunWatch::start(store, &ws, ignoring));
     if let Some(w) = &watch {
         w.wait(watcher::PRE_RUN_WAIT);
         log_watch(w, &log);

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use super::lock;
 use crate::store::Store;
-use crate::worktree::watch::{Hub, WatchLink};
+use crate::worktree::watch::{Hub, Ignoring, Rules, WatchLink};
 
 /// How long the pre-run snapshot waits for the watcher to be ready.
 pub const PRE_RUN_WAIT: Duration = Duration::from_millis(300);
@@ -35,8 +35,9 @@ pub struct RunWatch {
 }
 
 impl RunWatch {
-    /// Starts watching `ws` on a thread of its own.
-    pub fn start(store: &Store, ws: &std::path::Path) -> Arc<Self> {
+    /// Starts watching `ws` on a thread of its own, leaving unwatched the
+    /// directories the run's snapshots ignore.
+    pub fn start(store: &Store, ws: &std::path::Path, ignoring: Ignoring) -> Arc<Self> {
         let rw = Arc::new(RunWatch {
             state: Mutex::new(State::Starting),
             settled: Condvar::new(),
@@ -46,7 +47,7 @@ impl RunWatch {
             .name("moat-run-watch".into())
             .spawn(move || {
                 let t = std::time::Instant::now();
-                let (hub, line) = match crate::worktree::watch::spawn(&ws, skip) {
+                let (hub, line) = match crate::worktree::watch::spawn_with(&ws, skip, Rules::Fixed(ignoring)) {
                     Ok(hub) => {
                         let (dirs, bytes) = hub.usage();
                         let line = format!(

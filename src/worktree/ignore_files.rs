@@ -23,22 +23,46 @@ pub const MAX_IGNORE_FILE: u64 = 16 << 20;
 /// when every one it would read is absent or a regular file of at most
 /// `MAX_IGNORE_FILE` bytes.
 pub fn check(dir: &Path) -> Option<(PathBuf, String)> {
+    inspect(dir).bad
+}
+
+/// What the crate would read in one directory.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Inspected {
+    /// The first ignore file it must not read, and why.
+    pub bad: Option<(PathBuf, String)>,
+    /// The git `info/exclude` it reads, when the directory holds a `.git`
+    /// (and nothing before it is bad).
+    pub exclude: Option<PathBuf>,
+}
+
+/// `check`, also naming the `info/exclude` file the crate reads for `dir`
+/// (the watcher polls it: it lies in `.git`, which is not watched).
+pub fn inspect(dir: &Path) -> Inspected {
     let bad = |p: PathBuf| refusal(&p).map(|why| (p, why));
+    let only = |bad| Inspected { bad, exclude: None };
     if let Some(found) = bad(dir.join(".gitignore")).or_else(|| bad(dir.join(".ignore"))) {
-        return Some(found);
+        return only(Some(found));
     }
     let dot_git = dir.join(".git");
-    let is_file = std::fs::metadata(&dot_git).ok()?.is_file();
-    let git_dir = if is_file {
+    let Ok(meta) = std::fs::metadata(&dot_git) else {
+        return only(None);
+    };
+    let git_dir = if meta.is_file() {
         if let Some(found) = bad(dot_git.clone()) {
-            return Some(found);
+            return only(Some(found));
         }
-        let real = PathBuf::from(first_line(&dot_git)?.strip_prefix("gitdir: ")?);
+        let Some(real) = first_line(&dot_git).and_then(|l| l.strip_prefix("gitdir: ").map(PathBuf::from))
+        else {
+            return only(None);
+        };
         let commondir = real.join("commondir");
         if let Some(found) = bad(commondir.clone()) {
-            return Some(found);
+            return only(Some(found));
         }
-        let line = first_line(&commondir)?;
+        let Some(line) = first_line(&commondir) else {
+            return only(None);
+        };
         if line.starts_with('.') {
             real.join(line)
         } else {
@@ -47,7 +71,11 @@ pub fn check(dir: &Path) -> Option<(PathBuf, String)> {
     } else {
         dot_git
     };
-    bad(git_dir.join("info/exclude"))
+    let exclude = git_dir.join("info/exclude");
+    Inspected {
+        bad: bad(exclude.clone()),
+        exclude: Some(exclude),
+    }
 }
 
 /// Why the crate must not open `p`: not a regular file, or too large.
@@ -84,6 +112,7 @@ mod tests {
         std::fs::create_dir_all(dir.join(".git/info")).unwrap();
         std::fs::write(dir.join(".git/info/exclude"), "tmp/\n").unwrap();
         assert_eq!(check(dir), None);
+        assert_eq!(inspect(dir).exclude, Some(dir.join(".git/info/exclude")));
         mkfifo(&dir.join(".ignore"));
         let (p, why) = check(dir).unwrap();
         assert_eq!(
@@ -108,6 +137,8 @@ mod tests {
         std::fs::write(dir.join(".git"), format!("gitdir: {}\n", real.display())).unwrap();
         std::fs::write(real.join("commondir"), "./common\n").unwrap();
         assert_eq!(check(dir), None);
+        let exclude = real.join("./common").join("info/exclude");
+        assert_eq!(inspect(dir).exclude, Some(exclude));
         mkfifo(&real.join("common/info/exclude"));
         assert_eq!(
             check(dir).map(|f| f.0),

@@ -121,15 +121,14 @@ pub fn walk_pruned(root: &Path, opts: &WalkOptions, prune: Option<Prune>) -> Res
     Ok(w)
 }
 
-/// Walks the directory `base` below `root` as `walk_pruned` walks a root:
-/// the nodes' paths (and depths) are below `root`.
-fn walk_at(root: &Path, base: &[u8], opts: &WalkOptions, prune: Option<Prune>) -> Result<Walked> {
-    let start = if base.is_empty() {
-        root.to_path_buf()
-    } else {
-        root.join(std::ffi::OsStr::from_bytes(base))
-    };
-    let mut ov = OverrideBuilder::new(&start);
+/// A walk from `start` with the rules every scan applies: `.gitignore`,
+/// `.ignore` and `.git/info/exclude` at every level (unless `no_ignore`;
+/// no global git excludes, nothing above `start`), the `excludes` globs,
+/// hidden files included, symlinks not followed. The one place those
+/// rules are set: the watcher leaves unwatched exactly the directories a
+/// walk built here never enters because of them.
+pub fn rules(start: &Path, opts: &WalkOptions) -> Result<ignore::WalkBuilder> {
+    let mut ov = OverrideBuilder::new(start);
     for g in &opts.excludes {
         ov.add(&format!("!{g}")).map_err(|e| Error::BadPattern {
             pattern: g.clone(),
@@ -140,6 +139,27 @@ fn walk_at(root: &Path, base: &[u8], opts: &WalkOptions, prune: Option<Prune>) -
         pattern: opts.excludes.join(" "),
         detail: e.to_string(),
     })?;
+    let mut b = ignore::WalkBuilder::new(start);
+    b.hidden(false)
+        .parents(false)
+        .ignore(!opts.no_ignore)
+        .git_ignore(!opts.no_ignore)
+        .git_exclude(!opts.no_ignore)
+        .git_global(false)
+        .require_git(false)
+        .follow_links(false)
+        .overrides(overrides);
+    Ok(b)
+}
+
+/// Walks the directory `base` below `root` as `walk_pruned` walks a root:
+/// the nodes' paths (and depths) are below `root`.
+fn walk_at(root: &Path, base: &[u8], opts: &WalkOptions, prune: Option<Prune>) -> Result<Walked> {
+    let start = if base.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(std::ffi::OsStr::from_bytes(base))
+    };
     // The ignore crate reads ignore files with a blocking, unbounded read:
     // a directory whose ignore files are not small regular files is left
     // out (the root's is an error) rather than handed to it.
@@ -156,17 +176,8 @@ fn walk_at(root: &Path, base: &[u8], opts: &WalkOptions, prune: Option<Prune>) -
     let git_dirs: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
     let seen_git = git_dirs.clone();
     let owned_root = root.to_path_buf();
-    let mut b = ignore::WalkBuilder::new(&start);
-    b.hidden(false)
-        .parents(false)
-        .ignore(!opts.no_ignore)
-        .git_ignore(!opts.no_ignore)
-        .git_exclude(!opts.no_ignore)
-        .git_global(false)
-        .require_git(false)
-        .follow_links(false)
-        .overrides(overrides)
-        .threads(rayon::current_num_threads().max(2))
+    let mut b = rules(&start, opts)?;
+    b.threads(rayon::current_num_threads().max(2))
         .filter_entry(move |e| {
             let rel = || {
                 e.path()

@@ -1,32 +1,42 @@
 //! The inotify watcher (Linux): one watch per directory of the workspace
-//! (not `.git`, not moat's own directories), events turned into dirty
+//! that a walk may enter (not `.git`, not moat's own directories, not
+//! those its ignore rules leave out: `listing`), events turned into dirty
 //! paths.
 //!
 //! Invariants: a watch descriptor's path is kept right across directory
 //! renames inside the workspace (a rename moves the watches with the inode,
 //! so the paths of the whole moved subtree are renamed, and both names are
 //! dirty); a directory that appears (created, or moved in) is dirty as a
-//! whole and is watched before its event is answered for. Anything that may
-//! lose an event is reported: queue overflow and a mount-table change under
-//! the workspace as `Reset` (after re-watching everything), a watch that
-//! cannot be added and the root going away as `Broken`.
+//! whole and is watched before its event is answered for. Where an ignore
+//! rule may have changed (an event on a `.gitignore`, `.ignore` or `.git`
+//! entry; a `.git/info/exclude` whose stamp changed, checked at every
+//! poll; the configuration file under `Rules::Workspace`), the directory
+//! concerned is listed again before `poll` returns: directories no longer
+//! ignored are watched and dirty, newly ignored ones unwatched. Anything
+//! that may lose an event is reported: queue overflow, a mount-table change
+//! under the workspace and changed configured rules as `Reset` (after
+//! re-watching everything), a watch that cannot be added and the root
+//! going away as `Broken`.
 //!
 //! inotify is used directly (nix) rather than through `notify`: vouching
 //! needs `IN_Q_OVERFLOW`, `IN_ISDIR`, rename cookies and the watch table
 //! itself, which `notify` keeps to itself.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::inotify::{AddWatchFlags as F, InitFlags, Inotify as Fd, InotifyEvent, WatchDescriptor};
 
-use super::{Change, Watcher};
+use super::listing::{self, Stamp, within};
+use super::{Change, Ignoring, Rules, Watcher};
 use crate::error::{Error, Result};
+use crate::worktree::walk::WalkOptions;
 
 fn mask() -> F {
     F::IN_CREATE
@@ -41,11 +51,27 @@ fn mask() -> F {
         | F::IN_ONLYDIR
 }
 
+/// Watches added by a listing, by path.
+type Watches = Vec<(Vec<u8>, WatchDescriptor)>;
+
 /// Watches one workspace with inotify.
 pub struct Inotify {
-    fd: Fd,
+    /// Shared with the listing's walker threads, which add watches.
+    fd: Arc<Fd>,
     root: PathBuf,
     skip: Vec<PathBuf>,
+    rules: Rules,
+    /// What it leaves unwatched now, and the walk options that say so.
+    ignoring: Ignoring,
+    opts: WalkOptions,
+    /// Directories holding a `.git`: the `info/exclude` the walk reads
+    /// there, and its stamp when it was last listed.
+    gits: BTreeMap<Vec<u8>, (PathBuf, Stamp)>,
+    /// Directories to list again before `poll` returns; true where an
+    /// ignore rule may have changed (what it newly watches is dirty).
+    pending: BTreeMap<Vec<u8>, bool>,
+    /// The configuration file changed (`Rules::Workspace`).
+    reload: bool,
     by_wd: HashMap<WatchDescriptor, Vec<u8>>,
     by_path: BTreeMap<Vec<u8>, WatchDescriptor>,
     root_wd: Option<WatchDescriptor>,
@@ -66,21 +92,23 @@ fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
     p
 }
 
-/// `p` is `dir` or below it.
-fn within(p: &[u8], dir: &[u8]) -> bool {
-    dir.is_empty() || (p.starts_with(dir) && (p.len() == dir.len() || p[dir.len()] == b'/'))
-}
-
 impl Inotify {
-    /// Watches every directory of `root` (canonical) except `.git` and
-    /// `skip`; fails with a clear error if a watch cannot be added.
-    pub fn new(root: &Path, skip: Vec<PathBuf>) -> Result<Self> {
+    /// Watches every directory of `root` (canonical) except `.git`,
+    /// `skip` and those `rules` ignore; fails with a clear error if a watch
+    /// cannot be added.
+    pub fn new(root: &Path, skip: Vec<PathBuf>, rules: Rules) -> Result<Self> {
         let fd = Fd::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
             .map_err(|e| Error::io(root, std::io::Error::from(e)))?;
         let mut w = Inotify {
-            fd,
+            fd: Arc::new(fd),
             root: root.to_path_buf(),
             skip,
+            rules,
+            ignoring: Ignoring::default(),
+            opts: WalkOptions::default(),
+            gits: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            reload: false,
             by_wd: HashMap::new(),
             by_path: BTreeMap::new(),
             root_wd: None,
@@ -89,8 +117,9 @@ impl Inotify {
             mountinfo: std::fs::File::open("/proc/self/mountinfo").ok(),
         };
         w.mounts = w.mounts_below();
+        w.set_rules();
         let mut out = Vec::new();
-        w.add_tree(b"", &mut out);
+        w.relist([(Vec::new(), false)].into(), &mut out);
         if let Some(Change::Broken(why)) = out.into_iter().find(|c| matches!(c, Change::Broken(_))) {
             return Err(Error::io(root, std::io::Error::other(why)));
         }
@@ -112,42 +141,109 @@ impl Inotify {
         }
     }
 
-    /// Watches `rel` and every directory below it.
-    fn add_tree(&mut self, rel: &[u8], out: &mut Vec<Change>) {
-        let mut stack = vec![rel.to_vec()];
-        while let Some(d) = stack.pop() {
-            let abs = self.abs(&d);
-            if self.skip.contains(&abs) {
-                continue;
+    /// Takes the rules in force now; rules the walk cannot build (a bad
+    /// glob, which fails every capture too) ignore nothing. Returns
+    /// whether they changed.
+    fn set_rules(&mut self) -> bool {
+        let mut now = self.rules.current(&self.root);
+        if crate::worktree::walk::rules(&self.root, &now.walk_options()).is_err() {
+            now = Ignoring::default();
+        }
+        let changed = now != self.ignoring;
+        self.opts = now.walk_options();
+        self.ignoring = now;
+        changed
+    }
+
+    /// Lists the directories at and below each of `roots` again with the
+    /// walk's rules: watches each one a walk may enter (before it is read),
+    /// unwatches the others, and reports the directories newly watched
+    /// below a root marked true as dirty.
+    fn relist(&mut self, roots: BTreeMap<Vec<u8>, bool>, out: &mut Vec<Change>) {
+        let flagged: Vec<Vec<u8>> = roots
+            .iter()
+            .filter(|(_, f)| **f)
+            .map(|(r, _)| r.clone())
+            .collect();
+        // Only the outermost roots (sorted: a root's ancestors come first).
+        let mut set: BTreeSet<Vec<u8>> = BTreeSet::new();
+        for r in roots.into_keys() {
+            let nested = set.contains(&b""[..])
+                || r.iter()
+                    .enumerate()
+                    .any(|(i, b)| *b == b'/' && set.contains(&r[..i]));
+            if !nested {
+                set.insert(r);
             }
-            match self.fd.add_watch(&abs, mask()) {
+        }
+        let found: Arc<Mutex<Watches>> = Arc::default();
+        let failed: Arc<Mutex<Option<String>>> = Arc::default();
+        let (fd, into, fail) = (self.fd.clone(), found.clone(), failed.clone());
+        let watch: listing::WatchFn = Arc::new(move |rel, abs| {
+            let why = match fd.add_watch(abs, mask()) {
                 Ok(wd) => {
-                    if let Some(old) = self.by_wd.insert(wd, d.clone())
-                        && old != d
-                    {
-                        self.by_path.remove(&old);
-                    }
-                    self.by_path.insert(d.clone(), wd);
+                    into.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((rel.to_vec(), wd));
+                    return true;
                 }
                 // Gone or no longer a directory: its parent's event says so.
-                Err(Errno::ENOENT | Errno::ENOTDIR) => continue,
+                Err(Errno::ENOENT | Errno::ENOTDIR) => return false,
                 Err(Errno::ENOSPC) => {
-                    out.push(Change::Broken(
-                        "the inotify watch limit is reached (raise fs.inotify.max_user_watches)".into(),
-                    ));
-                    return;
+                    "the inotify watch limit is reached (raise fs.inotify.max_user_watches)".to_string()
                 }
-                Err(e) => {
-                    out.push(Change::Broken(format!("cannot watch {}: {e}", abs.display())));
-                    return;
-                }
-            }
-            let Ok(rd) = std::fs::read_dir(&abs) else {
-                continue;
+                Err(e) => format!("cannot watch {}: {e}", abs.display()),
             };
-            for e in rd.flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) && e.file_name() != ".git" {
-                    stack.push(join(&d, e.file_name().as_bytes()));
+            fail.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(why);
+            false
+        });
+        let listed = match listing::list(&self.root, &self.opts, &set, &self.skip, watch) {
+            Ok(l) => l,
+            Err(e) => {
+                out.push(Change::Broken(format!("cannot list the workspace: {e}")));
+                return;
+            }
+        };
+        let failed = failed.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let found = std::mem::take(&mut *found.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut seen = BTreeSet::new();
+        for (d, wd) in found {
+            let fresh = !self.by_wd.contains_key(&wd);
+            if let Some(old) = self.by_wd.insert(wd, d.clone())
+                && old != d
+                && self.by_path.get(&old) == Some(&wd)
+            {
+                self.by_path.remove(&old);
+            }
+            self.by_path.insert(d.clone(), wd);
+            if fresh && flagged.iter().any(|r| within(&d, r)) {
+                out.push(Change::Dirty(d.clone()));
+            }
+            seen.insert(d);
+        }
+        for r in &set {
+            self.gits.retain(|d, _| !within(d, r));
+        }
+        for (d, exclude, st) in listed.gits {
+            self.gits.insert(d, (exclude, st));
+        }
+        if let Some(why) = failed {
+            out.push(Change::Broken(why));
+            return;
+        }
+        // Unwatch what is now ignored (only on a whole listing: a short
+        // one must not drop a watch a walk still needs).
+        if listed.incomplete {
+            return;
+        }
+        for r in &set {
+            for (p, wd) in self.subtree(r) {
+                if !seen.contains(&p) {
+                    self.by_path.remove(&p);
+                    if self.by_wd.get(&wd) == Some(&p) {
+                        self.by_wd.remove(&wd);
+                        let _ = self.fd.rm_watch(wd);
+                    }
                 }
             }
         }
@@ -164,6 +260,7 @@ impl Inotify {
     }
 
     fn drop_tree(&mut self, rel: &[u8]) {
+        self.gits.retain(|d, _| !within(d, rel));
         for (p, wd) in self.subtree(rel) {
             let _ = self.fd.rm_watch(wd);
             self.by_path.remove(&p);
@@ -174,6 +271,8 @@ impl Inotify {
     /// A directory moved from `old` to `new` inside the workspace: its
     /// watches moved with it.
     fn rename_tree(&mut self, old: &[u8], new: &[u8]) {
+        // Listed again under the new name (`pending`).
+        self.gits.retain(|d, _| !within(d, old));
         let moved = self.subtree(old);
         for (p, _) in &moved {
             self.by_path.remove(p);
@@ -188,9 +287,8 @@ impl Inotify {
 
     fn event(&mut self, ev: InotifyEvent, out: &mut Vec<Change>) {
         if ev.mask.contains(F::IN_Q_OVERFLOW) {
-            out.push(Change::Reset(
-                "the inotify queue overflowed (fs.inotify.max_queued_events)".into(),
-            ));
+            // Lost events may have made directories: watch everything anew.
+            self.rewatch(out, "the inotify queue overflowed (fs.inotify.max_queued_events)");
             return;
         }
         let is_dir = ev.mask.contains(F::IN_ISDIR);
@@ -206,8 +304,9 @@ impl Inotify {
                 self.rename_tree(&old, &new);
                 // Directories made in it before their watch was added
                 // (or it itself, made just before the move) are
-                // watched now; watched ones keep their descriptor.
-                self.add_tree(&new, out);
+                // watched by the listing; watched ones keep their
+                // descriptor; ones ignored where it now is lose it.
+                self.pending.entry(new.clone()).or_insert(false);
                 out.push(Change::Dirty(new));
                 return;
             }
@@ -245,11 +344,24 @@ impl Inotify {
         if is_dir && ev.mask.contains(F::IN_MOVED_FROM) {
             self.moved_from = Some((ev.cookie, path.clone()));
         } else if is_dir && ev.mask.intersects(F::IN_CREATE | F::IN_MOVED_TO) && name != ".git" {
-            self.add_tree(&path, out);
+            self.pending.entry(path.clone()).or_insert(false);
         } else if !is_dir && ev.mask.contains(F::IN_CREATE) && self.is_multi_link(&path) {
             // A new name for an existing file: writes through it change the
             // file's other names, which get no event.
             out.push(Change::Reset("a hard link was made in the workspace".into()));
+        }
+        // The rules of `dir` and below may have changed.
+        let name = name.as_bytes();
+        if self.ignoring.ignore_files && matches!(name, b".gitignore" | b".ignore" | b".git") {
+            self.pending.insert(dir.clone(), true);
+        }
+        if dir.is_empty()
+            && matches!(self.rules, Rules::Workspace)
+            && crate::worktree::config::FILE_NAMES
+                .iter()
+                .any(|n| n.as_bytes() == name)
+        {
+            self.reload = true;
         }
         out.push(Change::Dirty(path));
     }
@@ -267,8 +379,10 @@ impl Inotify {
         }
         self.by_wd.clear();
         self.by_path.clear();
+        self.gits.clear();
+        self.pending.clear();
         self.moved_from = None;
-        self.add_tree(b"", out);
+        self.relist([(Vec::new(), false)].into(), out);
         self.root_wd = self.by_path.get(&b""[..]).copied();
         if self.root_wd.is_none() {
             out.push(Change::Broken("cannot watch the workspace directory".into()));
@@ -354,6 +468,20 @@ impl Watcher for Inotify {
                 self.rewatch(out, "the mounts under the workspace changed");
             }
         }
+        // `.git` is not watched: its exclude files are looked at instead.
+        for (d, (exclude, st)) in &self.gits {
+            if listing::stamp(exclude) != *st {
+                self.pending.insert(d.clone(), true);
+                out.push(Change::Dirty(join(d, b".git/info/exclude")));
+            }
+        }
+        if std::mem::take(&mut self.reload) && self.set_rules() {
+            self.rewatch(out, "the ignore rules of the workspace configuration changed");
+        }
+        if !self.pending.is_empty() {
+            let pending = std::mem::take(&mut self.pending);
+            self.relist(pending, out);
+        }
         Ok(())
     }
 
@@ -379,6 +507,10 @@ impl Watcher for Inotify {
         let paths: usize = self.by_path.keys().map(|p| 2 * p.len() + 96).sum();
         (self.by_wd.len() as u64, paths as u64)
     }
+
+    fn ignoring(&self) -> Ignoring {
+        self.ignoring.clone()
+    }
 }
 
 #[cfg(test)]
@@ -389,11 +521,5 @@ mod tests {
     fn mountinfo_escapes() {
         assert_eq!(unescape(br"/a\040b\134c"), b"/a b\\c".to_vec());
         assert_eq!(unescape(br"/x\04"), br"/x\04".to_vec());
-    }
-
-    #[test]
-    fn within_is_per_component() {
-        assert!(within(b"a/b", b"a") && within(b"a", b"a") && within(b"x", b""));
-        assert!(!within(b"ab", b"a"));
     }
 }

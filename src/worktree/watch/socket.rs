@@ -3,7 +3,9 @@
 //!
 //! Requests are one byte (1 begin, 2 status, 3 stop; begin is followed by
 //! the token asked about); answers are length-prefixed little-endian
-//! fields. Only processes of the user who owns `$MOAT_HOME` reach it. A
+//! fields. A vouched answer's text field holds the JSON of the rules of
+//! what the watcher leaves unwatched (`Ignoring`); empty, as a watcher
+//! older than those rules sends it, means it watches every directory. Only processes of the user who owns `$MOAT_HOME` reach it. A
 //! capture that cannot connect, or gets no complete answer in time, walks
 //! (the answer is never half-used).
 //!
@@ -22,7 +24,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::{Answer, Hub, Since, Status, Vouch};
+use super::{Answer, Hub, Ignoring, Since, Status, Vouch};
 use crate::error::{Error, Result};
 
 const BEGIN: u8 = 1;
@@ -163,11 +165,19 @@ fn read_answer(s: &mut UnixStream) -> std::io::Result<Answer> {
     }
     match (kind[0], next) {
         (0, Some(next)) => {
+            let ignoring = match reason.is_empty() {
+                true => Ignoring::default(),
+                false => serde_json::from_str(&reason).map_err(std::io::Error::other)?,
+            };
             let mut dirty = Vec::with_capacity(n.min(1 << 16));
             for _ in 0..n {
                 dirty.push(get_bytes(s, MAX_PATH)?);
             }
-            Ok(Answer::Vouched { dirty, next })
+            Ok(Answer::Vouched {
+                dirty,
+                next,
+                ignoring,
+            })
         }
         _ => Ok(Answer::Refused { reason, next }),
     }
@@ -176,10 +186,19 @@ fn read_answer(s: &mut UnixStream) -> std::io::Result<Answer> {
 fn write_answer(a: &Answer) -> Vec<u8> {
     let mut out = Vec::new();
     match a {
-        Answer::Vouched { dirty, next } => {
+        Answer::Vouched {
+            dirty,
+            next,
+            ignoring,
+        } => {
             out.push(0);
             put_since(&mut out, Some(*next));
-            put_bytes(&mut out, b"");
+            let rules = match ignoring.is_nothing() {
+                true => Vec::new(),
+                // Never fails; if it did, the client reads no JSON and walks.
+                false => serde_json::to_vec(ignoring).unwrap_or_else(|_| b"?".to_vec()),
+            };
+            put_bytes(&mut out, &rules);
             out.extend_from_slice(&(dirty.len() as u32).to_le_bytes());
             for p in dirty {
                 put_bytes(&mut out, p);

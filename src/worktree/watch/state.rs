@@ -209,7 +209,12 @@ impl Vouch for Hub {
             dirty.extend(s.iter());
         }
         let dirty = dirty.into_iter().cloned().collect();
-        Answer::Vouched { dirty, next }
+        let ignoring = g.watcher.ignoring();
+        Answer::Vouched {
+            dirty,
+            next,
+            ignoring,
+        }
     }
 }
 

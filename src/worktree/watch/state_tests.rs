@@ -13,7 +13,7 @@ fn hub() -> (Hub, TwinFeed) {
 
 fn vouched(a: Answer) -> (Vec<Vec<u8>>, Since) {
     match a {
-        Answer::Vouched { mut dirty, next } => {
+        Answer::Vouched { mut dirty, next, .. } => {
             dirty.sort();
             (dirty, next)
         }

@@ -1,0 +1,352 @@
+//! `moat watch` leaves ignored directories unwatched: a flood of changes
+//! inside one (a build's output) neither overflows the inotify queue nor
+//! costs a watch per directory, and every change to the rules (a root or
+//! nested `.gitignore`, `.git/info/exclude`, `moat.yaml` excludes, a
+//! snapshot walking by other rules) still gives snapshots equal to a full
+//! walk of the same state.
+
+mod common;
+
+use std::fs;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use moat::capture;
+use moat::util::progress::NoProgress;
+use moat::worktree::config;
+use moat::worktree::walk::WalkOptions;
+
+struct Watched {
+    env: Env,
+    ws: PathBuf,
+    child: Option<Child>,
+}
+
+impl Watched {
+    fn new() -> Self {
+        let env = Env::new();
+        let ws = env.path("ws");
+        fs::create_dir_all(&ws).unwrap();
+        fs::create_dir_all(env.path("home")).unwrap();
+        let ws = fs::canonicalize(&ws).unwrap();
+        Watched { env, ws, child: None }
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = self.env.cmd();
+        c.env("MOAT_HOME", self.env.path("home"));
+        c
+    }
+
+    fn p(&self, rel: &str) -> PathBuf {
+        self.ws.join(rel)
+    }
+
+    /// Starts `moat watch` and waits until it answers.
+    fn start(&mut self) {
+        let err = self.env.path("watch.err");
+        let child = self
+            .cmd()
+            .args(["watch", self.ws.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&err).unwrap())
+            .spawn()
+            .expect("spawn moat watch");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.status().is_none() {
+            let exited = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            let log = || fs::read_to_string(&err).unwrap_or_default();
+            assert!(exited.is_none(), "moat watch exited ({exited:?}): {}", log());
+            assert!(Instant::now() < deadline, "watcher did not start: {}", log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// This workspace's line of `moat watch --status --json` (asking also
+    /// makes the watcher take its queued events in).
+    fn status(&self) -> Option<serde_json::Value> {
+        let out = self.cmd().args(["watch", "--status", "--json"]).output().unwrap();
+        let all: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        let ws = self.ws.to_str().unwrap();
+        all.as_array()?.iter().find(|s| s["workspace"] == ws).cloned()
+    }
+
+    fn watched_dirs(&self) -> u64 {
+        let s = self.status().expect("watcher running");
+        s["watched_dirs"].as_u64().unwrap()
+    }
+
+    fn pid(&self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(self.child.as_ref().expect("running").id() as i32)
+    }
+
+    /// A snapshot (allowed empty, `extra` flags); its JSON and --verbose.
+    fn snap_with(&self, extra: &[&str]) -> (serde_json::Value, String) {
+        let ws = self.ws.to_str().unwrap();
+        let mut args = vec!["snapshot", ws, "--json", "--verbose", "--allow-empty"];
+        args.extend_from_slice(extra);
+        let out = self.cmd().args(&args).output().unwrap();
+        assert!(out.status.success(), "{}", show(&out));
+        let v = serde_json::from_slice(&out.stdout).expect("json");
+        (v, String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
+    /// The root tree of a full walk of the workspace as it is now, by the
+    /// rules `moat snapshot` with `cli` walks by (moat.yaml included).
+    fn walked_root(&self, cli: WalkOptions) -> String {
+        let store = moat::Store::open(&self.env.store()).unwrap();
+        let rules = config::scan(&self.ws, None, cli).unwrap();
+        let (scan, _) = capture::scan_dry(&store, &self.ws, &rules.walk, &NoProgress).unwrap();
+        scan.root.to_hex()
+    }
+
+    /// Snapshots, expecting a watched scan equal to a full walk.
+    fn watched_ok(&self, what: &str) -> serde_json::Value {
+        let (v, err) = self.snap_with(&[]);
+        assert_eq!(v["scan"], "watched", "{what}: not watched: {err}");
+        let walked = self.walked_root(WalkOptions::default());
+        assert_eq!(v["root"].as_str().unwrap(), walked, "{what}: differs from a walk");
+        v
+    }
+
+    /// Snapshots, expecting a full walk for a reason containing `why`.
+    fn walked_because(&self, why: &str) -> serde_json::Value {
+        let (v, err) = self.snap_with(&[]);
+        assert_eq!(v["scan"], "walked", "expected a walk ({why}): {err}");
+        assert!(err.contains(why), "expected reason {why:?}: {err}");
+        assert_eq!(
+            v["root"].as_str().unwrap(),
+            self.walked_root(WalkOptions::default())
+        );
+        v
+    }
+
+    /// The paths in the latest snapshot.
+    fn ls(&self) -> String {
+        let out = self
+            .cmd()
+            .args(["ls", "latest"])
+            .current_dir(&self.ws)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", show(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// src, src/lib, docs, docs/guide and the root: the directories watched
+/// when nothing else is.
+const BASE_DIRS: u64 = 5;
+
+fn base_tree(w: &Watched) {
+    write(&w.p("src/main.rs"), b"fn main() {}\n");
+    write(&w.p("src/lib/a.rs"), b"pub fn a() {}\n");
+    write(&w.p("docs/guide/intro.md"), b"# intro\n");
+}
+
+/// `n` directories `target/debug/deps/d<i>`, each with a file.
+fn build_output(w: &Watched, n: usize) {
+    for i in 0..n {
+        write(&w.p(&format!("target/debug/deps/d{i}/out.o")), b"obj");
+    }
+}
+
+fn queue_limit() -> usize {
+    fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(16384)
+}
+
+#[test]
+fn a_flood_inside_an_ignored_directory_neither_overflows_nor_costs_watches() {
+    let mut w = Watched::new();
+    base_tree(&w);
+    write(&w.p(".gitignore"), b"target/\n");
+    build_output(&w, 20);
+    backdate(&w.ws);
+    let limit = queue_limit();
+    if limit > 200_000 {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED a_flood_inside_an_ignored_directory_neither_overflows_nor_costs_watches: fs.inotify.max_queued_events is {limit}, too many files to flood"
+        );
+        return;
+    }
+    w.start();
+    w.walked_because("no watch token");
+    w.watched_ok("vouched");
+    fs::create_dir_all(w.p("target/flood")).unwrap();
+    // The watcher takes in the event of target/flood's creation (a watcher
+    // of every directory would watch it from here on).
+    w.status();
+    // Frozen, a watcher of target/ would have its queue overflow.
+    nix::sys::signal::kill(w.pid(), nix::sys::signal::Signal::SIGSTOP).unwrap();
+    for i in 0..limit + 100 {
+        fs::write(w.p(&format!("target/flood/{i}")), b"").unwrap();
+    }
+    write(&w.p("src/lib/b.rs"), b"pub fn b() {}\n");
+    nix::sys::signal::kill(w.pid(), nix::sys::signal::Signal::SIGCONT).unwrap();
+    w.watched_ok("a flood of changes inside an ignored directory");
+    assert!(w.ls().contains("b.rs") && !w.ls().contains("flood"));
+    let s = w.status().unwrap();
+    assert_eq!(
+        s["watched_dirs"], BASE_DIRS,
+        "target/ and below are not watched: {s}"
+    );
+    assert!(s["last_reset"].is_null(), "the epoch never ended: {s}");
+}
+
+#[test]
+fn un_ignoring_and_re_ignoring_a_directory() {
+    let mut w = Watched::new();
+    base_tree(&w);
+    write(&w.p(".gitignore"), b"target/\n");
+    build_output(&w, 3);
+    // A nested rule too: un-ignoring below the root stays watched.
+    write(&w.p("docs/.gitignore"), b"build/\n");
+    write(&w.p("docs/build/html/index.html"), b"<p>");
+    backdate(&w.ws);
+    w.start();
+    assert_eq!(w.watched_dirs(), BASE_DIRS);
+    w.walked_because("no watch token");
+    w.watched_ok("vouched");
+    // The root's rules changed: that snapshot walks, and from then on the
+    // un-ignored directories are watched like any other.
+    write(&w.p(".gitignore"), b"# nothing ignored\n");
+    w.walked_because("ignore rules changed");
+    assert!(w.ls().contains("target/debug/deps/d2/out.o"), "{}", w.ls());
+    assert_eq!(w.watched_dirs(), BASE_DIRS + 6, "target, debug, deps, d0..d2");
+    write(&w.p("target/debug/deps/d1/out.o"), b"relinked");
+    fs::create_dir_all(w.p("target/debug/deps/d3")).unwrap();
+    write(&w.p("target/debug/deps/d3/new.o"), b"new");
+    w.watched_ok("changes in an un-ignored directory");
+    write(&w.p(".gitignore"), b"target/\n");
+    w.walked_because("ignore rules changed");
+    assert!(!w.ls().contains("target"), "{}", w.ls());
+    assert_eq!(w.watched_dirs(), BASE_DIRS, "re-ignored: unwatched again");
+    write(&w.p("target/debug/deps/d0/out.o"), b"ignored again");
+    w.watched_ok("a change in a re-ignored directory");
+    // Nested: only docs is walked again, and the snapshot stays watched.
+    write(&w.p("docs/.gitignore"), b"# build kept\n");
+    w.watched_ok("a nested rule dropped");
+    assert!(w.ls().contains("docs/build/html/index.html"), "{}", w.ls());
+    assert_eq!(w.watched_dirs(), BASE_DIRS + 2, "docs/build, docs/build/html");
+    write(&w.p("docs/build/html/index.html"), b"<p>rebuilt");
+    w.watched_ok("a change in a directory un-ignored by a nested rule");
+    fs::remove_file(w.p("docs/.gitignore")).unwrap();
+    w.watched_ok("a nested ignore file removed");
+    write(&w.p("docs/.gitignore"), b"build/\n");
+    w.watched_ok("a nested rule back");
+    assert_eq!(w.watched_dirs(), BASE_DIRS);
+    assert!(!w.ls().contains("docs/build"), "{}", w.ls());
+}
+
+#[test]
+fn a_new_nested_rule_an_exclude_file_and_moat_yaml_are_each_followed() {
+    let mut w = Watched::new();
+    base_tree(&w);
+    write(&w.p("gen/sub/g.txt"), b"generated");
+    write(&w.p("cache/sub/c.bin"), b"cached");
+    write(&w.p(".git/info/exclude"), b"gen/\n");
+    write(
+        &w.p("moat.yaml"),
+        b"snapshots:\n  exclude:\n    additional: ['cache/']\n",
+    );
+    backdate(&w.ws);
+    w.start();
+    assert_eq!(w.watched_dirs(), BASE_DIRS, "gen and cache are ignored");
+    w.walked_because("no watch token");
+    w.watched_ok("vouched");
+
+    // A new nested .gitignore ignoring a subdirectory.
+    write(&w.p("docs/.gitignore"), b"guide/\n");
+    w.watched_ok("a new nested rule");
+    assert!(!w.ls().contains("intro.md"), "{}", w.ls());
+    assert_eq!(w.watched_dirs(), BASE_DIRS - 1, "docs/guide unwatched");
+    write(&w.p("docs/guide/intro.md"), b"# ignored now\n");
+    w.watched_ok("a change in the newly ignored directory");
+    fs::remove_file(w.p("docs/.gitignore")).unwrap();
+    w.watched_ok("the nested rule removed");
+    write(&w.p("docs/guide/more.md"), b"# seen\n");
+    w.watched_ok("a change in the directory it un-ignored");
+    assert!(w.ls().contains("more.md"), "{}", w.ls());
+
+    // .git is not watched: its info/exclude is looked at at every answer.
+    write(&w.p(".git/info/exclude"), b"# gen kept\n");
+    w.walked_because("ignore rules changed");
+    assert!(w.ls().contains("gen/sub/g.txt"), "{}", w.ls());
+    assert_eq!(w.watched_dirs(), BASE_DIRS + 2, "gen, gen/sub");
+    write(&w.p("gen/sub/g.txt"), b"regenerated");
+    w.watched_ok("a change in a directory the exclude file un-ignored");
+    write(&w.p(".git/info/exclude"), b"gen/\n");
+    w.walked_because("ignore rules changed");
+    assert_eq!(w.watched_dirs(), BASE_DIRS);
+    write(&w.p("gen/sub/g.txt"), b"ignored again");
+    w.watched_ok("a change in a directory the exclude file ignores again");
+
+    // moat.yaml's excludes, read again by the watcher when it changes.
+    write(&w.p("moat.yaml"), b"snapshots: {}\n");
+    let v = w.snap_with(&[]);
+    assert_eq!(v.0["scan"], "walked", "{}", v.1);
+    assert_eq!(
+        v.0["root"].as_str().unwrap(),
+        w.walked_root(WalkOptions::default())
+    );
+    assert!(w.ls().contains("cache/sub/c.bin"), "{}", w.ls());
+    assert_eq!(w.watched_dirs(), BASE_DIRS + 2, "cache, cache/sub");
+    write(&w.p("cache/sub/c.bin"), b"recached");
+    w.watched_ok("a change in a directory moat.yaml no longer excludes");
+    write(
+        &w.p("moat.yaml"),
+        b"snapshots:\n  exclude:\n    additional: ['cache/']\n",
+    );
+    let v = w.snap_with(&[]);
+    assert_eq!(v.0["scan"], "walked", "{}", v.1);
+    assert_eq!(w.watched_dirs(), BASE_DIRS);
+    write(&w.p("cache/sub/c.bin"), b"excluded again");
+    w.watched_ok("a change in a directory moat.yaml excludes again");
+}
+
+#[test]
+fn a_snapshot_by_other_rules_than_the_watchers_walks() {
+    let mut w = Watched::new();
+    base_tree(&w);
+    write(&w.p(".gitignore"), b"target/\n");
+    build_output(&w, 2);
+    backdate(&w.ws);
+    w.start();
+    let every = WalkOptions {
+        no_ignore: true,
+        ..WalkOptions::default()
+    };
+    w.snap_with(&["--no-ignore"]);
+    write(&w.p("target/debug/deps/d0/out.o"), b"unwatched change");
+    let (v, err) = w.snap_with(&["--no-ignore"]);
+    assert_eq!(v["scan"], "walked", "{err}");
+    assert!(err.contains("leaves unwatched"), "{err}");
+    assert_eq!(v["root"].as_str().unwrap(), w.walked_root(every));
+    // More excludes than the watcher's: its answer still serves.
+    w.snap_with(&["--exclude", "docs/"]);
+    write(&w.p("src/main.rs"), b"fn main() { }\n");
+    let (v, err) = w.snap_with(&["--exclude", "docs/"]);
+    assert_eq!(v["scan"], "watched", "{err}");
+    let fewer = WalkOptions {
+        excludes: vec!["docs/".into()],
+        ..WalkOptions::default()
+    };
+    assert_eq!(v["root"].as_str().unwrap(), w.walked_root(fewer));
+}
