@@ -59,16 +59,21 @@ impl StoreConfig {
 
     pub fn decode(data: &[u8], path: &Path) -> Result<Self> {
         let body = header::check(data, MAGIC, VERSION, "config", path)?;
-        let c: StoreConfig =
-            postcard::from_bytes(body).map_err(|e| Error::corrupt(path, "config", e.to_string()))?;
+        let (c, rest): (StoreConfig, _) =
+            postcard::take_from_bytes(body).map_err(|e| Error::corrupt(path, "config", e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(Error::corrupt(path, "config", "trailing bytes"));
+        }
         c.validate().map_err(|d| Error::corrupt(path, "config", d))?;
         Ok(c)
     }
 
-    /// FastCDC's own limits, plus a ceiling so a chunk always fits the
-    /// u32 lengths of packs and index.
+    /// FastCDC's own limits (which also keep a chunk within the u32
+    /// lengths of packs and index), and even sizes: fastcdc asserts both
+    /// in debug builds and otherwise silently shifts odd bounds by a byte,
+    /// so a config breaking them would panic or cut unlike its text.
     pub fn validate(&self) -> Result<(), String> {
-        use fastcdc::v2020::{AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MAX, MINIMUM_MAX, MINIMUM_MIN};
+        use fastcdc::v2020::{AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MAX, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN};
         let (min, avg, max) = (
             self.chunk_min as usize,
             self.chunk_avg as usize,
@@ -76,12 +81,13 @@ impl StoreConfig {
         );
         let ok = (MINIMUM_MIN..=MINIMUM_MAX).contains(&min)
             && (AVERAGE_MIN..=AVERAGE_MAX).contains(&avg)
-            && max <= MAXIMUM_MAX
+            && (MAXIMUM_MIN..=MAXIMUM_MAX).contains(&max)
             && min <= avg
-            && avg <= max;
+            && avg <= max
+            && [min, avg, max].iter().all(|n| n.is_multiple_of(2));
         if !ok {
             return Err(format!(
-                "chunk sizes {}/{}/{} are not min <= avg <= max within fastcdc's limits",
+                "chunk sizes {}/{}/{} are not even and min <= avg <= max within fastcdc's limits",
                 self.chunk_min, self.chunk_avg, self.chunk_max
             ));
         }
@@ -103,5 +109,28 @@ mod tests {
         assert_eq!(StoreConfig::decode(&c.encode(), Path::new("c")).unwrap(), c);
         let bad = StoreConfig { chunk_min: 1, ..c };
         assert!(StoreConfig::decode(&bad.encode(), Path::new("c")).is_err());
+        // fastcdc's debug assertions: max of at least 1 KiB, even sizes.
+        for (min, avg, max) in [(64, 256, 512), (64, 256, 1025), (65, 256, 1024), (64, 257, 1024)] {
+            let bad = StoreConfig {
+                chunk_min: min,
+                chunk_avg: avg,
+                chunk_max: max,
+                ..c.clone()
+            };
+            assert!(
+                StoreConfig::decode(&bad.encode(), Path::new("c")).is_err(),
+                "{min}/{avg}/{max}"
+            );
+        }
+        let ok = StoreConfig {
+            chunk_min: 64,
+            chunk_avg: 256,
+            chunk_max: 1024,
+            ..c.clone()
+        };
+        assert!(StoreConfig::decode(&ok.encode(), Path::new("c")).is_ok());
+        let mut trailing = c.encode();
+        trailing.push(0);
+        assert!(StoreConfig::decode(&trailing, Path::new("c")).is_err());
     }
 }

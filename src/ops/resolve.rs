@@ -9,15 +9,18 @@ use crate::worktree::RootFound;
 
 pub const MIN_PREFIX: usize = 6;
 
-/// Resolves `spec`. `latest` means the newest snapshot of `workspace` when it
-/// has any, else the newest in the store, newest by `(time_ns, id)`;
-/// `latest~N` the one N before it in that order.
+/// Resolves `spec` (store-format.md, "Snapshot files"). `latest` means the
+/// newest readable snapshot of `workspace` when it has any, else the newest
+/// in the store, newest by `(time_ns, id)`; `latest~N` (N decimal digits)
+/// the one N before it in that order.
 pub fn snapshot(store: &Store, spec: &str, workspace: Option<&Path>) -> Result<SnapshotRecord> {
     if let Some(rest) = spec.strip_prefix("latest") {
         let back: usize = match rest {
             "" => 0,
             r => r
                 .strip_prefix('~')
+                // Decimal digits only (`parse` would also take `+3`).
+                .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
                 .and_then(|n| n.parse().ok())
                 .ok_or_else(|| Error::BadSnapshotSpec(spec.into()))?,
         };

@@ -100,6 +100,11 @@ fn merge(store: &Store, names: &[String]) -> Result<bool> {
         let Ok(layout) = Layout::parse(&data, &path, &mut |r| data.release(r)) else {
             continue;
         };
+        // A file under another name than its checksum is one readers
+        // refuse (rule 3: never merged or deleted).
+        if !ObjectId::from_hex(name).is_some_and(|id| crate::format::index::named_by(&data, &id)) {
+            continue;
+        }
         let map = (0..layout.packs_len())
             .map(|j| {
                 let p = layout.pack(&data, j);

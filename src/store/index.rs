@@ -93,6 +93,11 @@ impl Index {
                 }
             };
             match Layout::parse(&data, &path, &mut |r| data.release(r)) {
+                // The name is the checksum (store-format.md, "Ids"): a file
+                // under another name is not what it claims to be.
+                Ok(_) if !crate::format::index::named_by(&data, &id) => {
+                    problems.push(Error::corrupt(&path, "index", "content does not match its name"));
+                }
                 Ok(layout) => opened.push((id, data, layout)),
                 Err(e) => problems.push(e),
             }

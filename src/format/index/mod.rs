@@ -103,6 +103,12 @@ fn bucket(id: &[u8], bits: u8) -> usize {
     }
 }
 
+/// Whether an index file's bytes are those its name `id` promises: its
+/// closing checksum is `id` (the checksum itself is `Layout::parse`'s).
+pub fn named_by(data: &[u8], id: &ObjectId) -> bool {
+    data.len() >= 32 && data[data.len() - 32..] == id.0
+}
+
 impl IndexFile {
     /// The index of `packs`, entries sorted by (id, pack, offset).
     pub fn from_packs(packs: &[FinishedPack]) -> Self {

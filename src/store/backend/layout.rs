@@ -70,17 +70,23 @@ pub fn path(kind: FileKind, name: &str) -> Option<PathBuf> {
     })
 }
 
+/// Lowercase hex digits only: moat names files so, and a reader that
+/// took `ABC…` for `abc…` would read a file under a name it never wrote.
+fn lower_hex(name: &str) -> bool {
+    name.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// The name of a directory entry `file` of `kind`, if it is one (ids in
-/// hex for packs, index files, snapshots and pins; any name in `tmp/`).
+/// lowercase hex for packs, index files, snapshots and pins; any name in
+/// `tmp/`). Anything else in those directories is not a store file.
 pub fn name_of(kind: FileKind, file: &str) -> Option<&str> {
     let name = file.strip_suffix(suffix(kind))?;
     let ok = match kind {
         FileKind::Pack | FileKind::Index | FileKind::Snapshot | FileKind::Pin => {
-            ObjectId::from_hex(name).is_some()
+            lower_hex(name) && ObjectId::from_hex(name).is_some()
         }
-        FileKind::Cache | FileKind::CacheDelta | FileKind::WatchToken => {
-            name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit())
-        }
+        FileKind::Cache | FileKind::CacheDelta | FileKind::WatchToken => name.len() == 32 && lower_hex(name),
         FileKind::Tmp => component(name),
         FileKind::Config => false,
     };
@@ -117,6 +123,9 @@ mod tests {
             Some(hex.as_str())
         );
         assert_eq!(name_of(FileKind::Index, "notes.idx"), None);
+        let upper = hex.to_ascii_uppercase();
+        assert_eq!(name_of(FileKind::Snapshot, &upper), None);
+        assert_eq!(name_of(FileKind::Cache, &format!("{}.stat", &upper[..32])), None);
         assert_eq!(name_of(FileKind::Snapshot, &hex), Some(hex.as_str()));
         assert_eq!(
             name_of(FileKind::Cache, &format!("{}.stat", &hex[..32])),

@@ -207,7 +207,11 @@ impl Backend for LocalBackend {
             for ent in rd {
                 let ent = ent.at(&d)?;
                 if let Some(name) = ent.file_name().to_str().and_then(|f| layout::name_of(kind, f)) {
-                    out.push(name.to_string());
+                    // Only where the layout puts it (a pack in its own
+                    // fan-out dir), as a bucket's listing does.
+                    if kind != FileKind::Pack || d.file_name().and_then(|f| f.to_str()) == name.get(..2) {
+                        out.push(name.to_string());
+                    }
                 }
             }
         }

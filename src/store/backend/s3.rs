@@ -184,7 +184,10 @@ impl S3Backend {
         let b = self.local().ok()?.read(kind, name).ok()??;
         let good = match kind {
             FileKind::Snapshot => ObjectId::from_hex(name).is_some_and(|id| ObjectId::hash(&b) == id),
-            _ => crate::format::index::Layout::parse(&b, Path::new(name), &mut |_| {}).is_ok(),
+            _ => {
+                ObjectId::from_hex(name).is_some_and(|id| crate::format::index::named_by(&b, &id))
+                    && crate::format::index::Layout::parse(&b, Path::new(name), &mut |_| {}).is_ok()
+            }
         };
         good.then_some(b)
     }
