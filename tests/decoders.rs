@@ -14,9 +14,17 @@ use moat::format::header;
 use moat::format::index::IndexFile;
 use moat::format::pack::{self, FinishedPack, ObjectKind, PackEntry};
 use moat::format::snapshot::Snapshot;
-use moat::format::statcache::{CachedFile, FileStat, StatCache};
+use moat::format::statcache::{
+    self, CachedFile, FileStat, Meta, Payload, Record, StatCache, Table, Token, Totals,
+};
+use moat::format::statdelta;
 use moat::format::tree::{Content, Entry, Tree};
+use moat::store::backend::FileKind;
+use moat::store::backend::layout;
+use moat::store::backend::remote::S3Url;
 use moat::worktree::config::{self, WorkspaceConfig};
+use moat::worktree::watch::socket::{self, Request};
+use moat::worktree::watch::{Answer, Since};
 use proptest::prelude::*;
 
 const P: &str = "proptest";
@@ -122,6 +130,147 @@ fn valid_statcache() -> Vec<u8> {
         chunks: vec![ObjectId::hash(b"hello")],
     };
     StatCache::encode(b"/ws", 10, vec![(b"a.txt".to_vec(), f)])
+}
+
+/// A delta on top of a cache: a directory record flagged `LISTED`, a file
+/// and a symlink below it.
+fn valid_statdelta() -> Vec<u8> {
+    let ws = b"/ws";
+    let key = statcache::ws_key(ws);
+    let stat = FileStat {
+        dev: 1,
+        ino: 2,
+        mode: 0o100644,
+        size: 5,
+        mtime_ns: 3,
+        ctime_ns: 4,
+    };
+    let dir = Record {
+        stat,
+        multi_link: false,
+        payload: Payload::Dir {
+            tree: ObjectId::hash(b"t"),
+            entries: 2,
+            totals: Totals {
+                files: 1,
+                symlinks: 1,
+                bytes: 5,
+                ..Totals::default()
+            },
+        },
+    };
+    let file = Record {
+        stat,
+        multi_link: true,
+        payload: Payload::File(vec![ObjectId::hash(b"hello")]),
+    };
+    let link = Record {
+        stat,
+        multi_link: false,
+        payload: Payload::Symlink,
+    };
+    let records = vec![
+        statcache::with_listed(&key, &statcache::encode_record(&key, b"d", &dir), true),
+        statcache::encode_record(&key, b"d/f", &file),
+        statcache::encode_record(&key, b"d/l", &link),
+    ];
+    let meta = Meta {
+        workspace: ws.to_vec(),
+        taken_ns: 10,
+        walk_key: [1; 32],
+        nonce: [2; 16],
+        excludes: vec![(b".git/info/exclude".to_vec(), stat)],
+    };
+    statdelta::encode(&[7; 32], &meta, records)
+}
+
+fn valid_token() -> Vec<u8> {
+    Token {
+        cache_check: [3; 32],
+        epoch: [4; 16],
+        seq: 99,
+    }
+    .encode()
+}
+
+fn valid_answer() -> Vec<u8> {
+    let next = Since {
+        epoch: [5; 16],
+        seq: 7,
+    };
+    socket::write_answer(&Answer::Vouched {
+        dirty: vec![b"src".to_vec(), b"a/b.rs".to_vec()],
+        next,
+    })
+}
+
+/// Where a stat cache's header check lies, read as store-format.md says
+/// (so a test can make it match and reach the tables behind it).
+fn header_check_at(c: &[u8]) -> Option<usize> {
+    let u32_at = |at: usize| Some(u32::from_le_bytes(c.get(at..at + 4)?.try_into().ok()?) as usize);
+    let mut at: usize = 12 + 8 + 32 + 16;
+    at = at.checked_add(4 + u32_at(at)?)?;
+    let n = u32_at(at)?;
+    at += 4;
+    for _ in 0..n.min(1 << 16) {
+        at = at.checked_add(4 + u32_at(at)? + 44)?;
+    }
+    let count = u64::from_le_bytes(c.get(at..at + 8)?.try_into().ok()?) as usize;
+    at = at.checked_add(8 + 256 * 8)?.checked_add(count.checked_mul(8)?)?;
+    (at + 32 <= c.len()).then_some(at)
+}
+
+/// A delta's embedded cache read as a capture reads it: the header, then
+/// lookups of every record's path, its ancestors and what lies below.
+fn exercise_delta(data: &[u8]) {
+    let Ok((_, at)) = statdelta::split(data, Path::new(P)) else {
+        return;
+    };
+    let Ok(t) = Table::open(&data[at..], Path::new(P)) else {
+        return;
+    };
+    let _ = t.get(b"");
+    let _ = t.below(b"");
+    for i in 0..t.len().min(64) {
+        if let Ok(raw) = t.raw(i) {
+            let p = statcache::record_path(raw).to_vec();
+            let _ = statcache::is_listed(raw);
+            let _ = t.get(&p);
+            let _ = t.find(&p);
+            let _ = t.below(&p);
+            for (dir, _) in statdelta::ancestors(&p) {
+                let _ = t.get(dir);
+            }
+        }
+    }
+    let _ = t.files();
+}
+
+const KINDS: [FileKind; 7] = [
+    FileKind::Pack,
+    FileKind::Index,
+    FileKind::Snapshot,
+    FileKind::Pin,
+    FileKind::Cache,
+    FileKind::CacheDelta,
+    FileKind::WatchToken,
+];
+
+/// Listed names: store files among them map to one path and back.
+fn check_name(text: &str) -> Result<(), TestCaseError> {
+    for kind in KINDS {
+        if let Some(name) = layout::name_of(kind, text) {
+            let p = layout::path(kind, name).expect("an accepted name has a path");
+            prop_assert_eq!(p.file_name().and_then(|f| f.to_str()), Some(text));
+            prop_assert!(p.components().count() <= 3);
+            // Only the lowercase hex moat writes names a store file.
+            prop_assert!(!name.bytes().any(|b| b.is_ascii_uppercase()), "{}", name);
+        }
+    }
+    if let Some(Ok(u)) = S3Url::parse(text) {
+        prop_assert!(!u.prefix.starts_with('/') && !u.prefix.ends_with('/'));
+    }
+    Ok(())
 }
 
 const YAML: &str = "snapshots:\n  disabled: false\n  triggers:\n    idle_threshold_seconds: 30\n  \
@@ -263,6 +412,46 @@ proptest! {
     }
 
     #[test]
+    fn statdelta(data in input(valid_statdelta())) {
+        exercise_delta(&data);
+        // Past the embedded header checksum, to reach the tables.
+        if let Some(h) = data.get(44..).and_then(header_check_at) {
+            let mut fixed = data.clone();
+            let sum = ObjectId::hash(&data[44..44 + h]);
+            fixed[44 + h..44 + h + 32].copy_from_slice(&sum.0);
+            exercise_delta(&fixed);
+        }
+    }
+
+    #[test]
+    fn watch_token(data in input(valid_token())) {
+        if let Ok(t) = Token::decode(&data, Path::new(P)) {
+            prop_assert_eq!(t.encode(), data);
+        }
+    }
+
+    #[test]
+    fn watch_socket(data in input(valid_answer())) {
+        if let Ok(req) = socket::read_request(&mut &data[..]) {
+            prop_assert_eq!(socket::read_request(&mut &socket::write_request(req)[..]).ok(), Some(req));
+        }
+        if let Ok(a) = socket::read_answer(&mut &data[..]) {
+            prop_assert_eq!(socket::read_answer(&mut &socket::write_answer(&a)[..]).ok(), Some(a));
+        }
+    }
+
+    #[test]
+    fn store_names(text in prop_oneof![
+        ("[0-9a-fA-F]{30,34}|[0-9a-f]{62,66}|[0-9a-fA-F]{64}", prop::sample::select(
+            vec!["", ".pack", ".idx", ".stat", ".delta", ".watch", ".pack.tmp", "/x"]
+        )).prop_map(|(h, s)| format!("{h}{s}")),
+        "s3://[a-z0-9./-]{0,80}",
+        any::<String>(),
+    ]) {
+        check_name(&text)?;
+    }
+
+    #[test]
     fn moat_yaml(text in yaml_text()) {
         let _ = config::too_deep(&text);
         let _ = WorkspaceConfig::parse(&text, Path::new("moat.yaml"));
@@ -278,7 +467,8 @@ fn write_seeds() {
     };
     let (frame_kind, frame) = compress::encode(&[b'z'; 5000], 1);
     let compress_seed = [&[frame_kind as u8][..], &5000u32.to_le_bytes(), &frame].concat();
-    let seeds: [(&str, Vec<u8>); 8] = [
+    let id = ObjectId::hash(b"seed").to_hex();
+    let seeds: [(&str, Vec<u8>); 12] = [
         ("pack", valid_pack()),
         ("index", valid_index()),
         ("tree", valid_tree()),
@@ -287,6 +477,10 @@ fn write_seeds() {
         ("config", StoreConfig::new_default().encode()),
         ("compress", compress_seed),
         ("moat_yaml", YAML.as_bytes().to_vec()),
+        ("statdelta", valid_statdelta()),
+        ("watch_token", valid_token()),
+        ("watch_socket", valid_answer()),
+        ("store_names", format!("{id}.pack").into_bytes()),
     ];
     for (target, bytes) in seeds {
         let d = Path::new(&dir).join(target);
@@ -305,4 +499,35 @@ fn the_valid_encodings_decode() {
     assert!(Snapshot::decode(&valid_snapshot(), Path::new(P)).is_ok());
     assert!(StatCache::decode(&valid_statcache(), Path::new(P)).is_ok());
     assert!(WorkspaceConfig::parse(YAML, Path::new("moat.yaml")).is_ok());
+    let d = valid_statdelta();
+    let (base, at) = statdelta::split(&d, Path::new(P)).expect("a valid delta");
+    assert_eq!(base, [7; 32]);
+    let t = Table::open(&d[at..], Path::new(P)).expect("its embedded cache");
+    assert_eq!(
+        header_check_at(&d[at..]),
+        Some(d.len() - at - 32 - (0..3).map(|i| t.raw(i).unwrap().len()).sum::<usize>())
+    );
+    assert!(t.raw(0).is_ok_and(statcache::is_listed));
+    assert!(matches!(
+        t.get(b"d/l"),
+        Ok(Some(Record {
+            payload: Payload::Symlink,
+            ..
+        }))
+    ));
+    assert!(Token::decode(&valid_token(), Path::new(P)).is_ok());
+    assert!(matches!(
+        socket::read_answer(&mut &valid_answer()[..]),
+        Ok(Answer::Vouched { .. })
+    ));
+    let begin = socket::write_request(Request::Begin(None));
+    assert_eq!(
+        socket::read_request(&mut &begin[..]).ok(),
+        Some(Request::Begin(None))
+    );
+    let hex = ObjectId::hash(b"x").to_hex();
+    assert_eq!(
+        layout::name_of(FileKind::Pack, &format!("{hex}.pack")),
+        Some(hex.as_str())
+    );
 }

@@ -148,13 +148,15 @@ pub fn begin(home: &Path, ws: &Path, since: Option<Since>) -> Answer {
         }
         Err(e) => return refused(format!("could not reach the watcher: {e}")),
     };
-    let mut req = vec![BEGIN];
-    put_since(&mut req, since);
-    let answer = s.write_all(&req).and_then(|_| read_answer(&mut s));
+    let answer = s
+        .write_all(&write_request(Request::Begin(since)))
+        .and_then(|_| read_answer(&mut s));
     answer.unwrap_or_else(|e| refused(format!("the watcher did not answer: {e}")))
 }
 
-fn read_answer(s: &mut UnixStream) -> std::io::Result<Answer> {
+/// Reads a watcher's answer to `begin` (from the socket; public for the
+/// decoder tests). Refuses, as an error, fields longer than the bounds.
+pub fn read_answer(s: &mut impl Read) -> std::io::Result<Answer> {
     let mut kind = [0u8; 1];
     s.read_exact(&mut kind)?;
     let next = get_since(s)?;
@@ -183,7 +185,8 @@ fn read_answer(s: &mut UnixStream) -> std::io::Result<Answer> {
     }
 }
 
-fn write_answer(a: &Answer) -> Vec<u8> {
+/// The bytes of an answer, as `read_answer` reads them.
+pub fn write_answer(a: &Answer) -> Vec<u8> {
     let mut out = Vec::new();
     match a {
         Answer::Vouched {
@@ -214,11 +217,47 @@ fn write_answer(a: &Answer) -> Vec<u8> {
     out
 }
 
+/// A request, as the watcher reads it from a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request {
+    Begin(Option<Since>),
+    Status,
+    Stop,
+    /// An op byte this watcher does not know: the connection is dropped.
+    Unknown(u8),
+}
+
+/// Reads one request (public for the decoder tests).
+pub fn read_request(s: &mut impl Read) -> std::io::Result<Request> {
+    let mut op = [0u8; 1];
+    s.read_exact(&mut op)?;
+    Ok(match op[0] {
+        BEGIN => Request::Begin(get_since(s)?),
+        STATUS => Request::Status,
+        STOP => Request::Stop,
+        other => Request::Unknown(other),
+    })
+}
+
+/// The bytes of a request, as `read_request` reads them.
+pub fn write_request(req: Request) -> Vec<u8> {
+    match req {
+        Request::Begin(since) => {
+            let mut out = vec![BEGIN];
+            put_since(&mut out, since);
+            out
+        }
+        Request::Status => vec![STATUS],
+        Request::Stop => vec![STOP],
+        Request::Unknown(b) => vec![b],
+    }
+}
+
 /// Asks the watcher behind socket `path` for its status.
 pub fn status(path: &Path) -> Result<Status> {
     let io = |e: std::io::Error| Error::io(path, e);
     let mut s = connect(path).map_err(io)?;
-    s.write_all(&[STATUS]).map_err(io)?;
+    s.write_all(&write_request(Request::Status)).map_err(io)?;
     let json = get_bytes(&mut s, MAX_PATH).map_err(io)?;
     serde_json::from_slice(&json).map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))
 }
@@ -227,7 +266,7 @@ pub fn status(path: &Path) -> Result<Status> {
 pub fn stop(path: &Path) -> Result<()> {
     let io = |e: std::io::Error| Error::io(path, e);
     let mut s = connect(path).map_err(io)?;
-    s.write_all(&[STOP]).map_err(io)?;
+    s.write_all(&write_request(Request::Stop)).map_err(io)?;
     let mut ok = [0u8; 1];
     s.read_exact(&mut ok).map_err(io)?;
     Ok(())
@@ -239,29 +278,23 @@ pub fn stop(path: &Path) -> Result<()> {
 pub fn serve_one(mut s: UnixStream, hub: &Hub, status: &dyn Fn() -> Status, bound: &Bound) -> bool {
     let _ = s.set_read_timeout(Some(TIMEOUT));
     let _ = s.set_write_timeout(Some(TIMEOUT));
-    let mut op = [0u8; 1];
-    if s.read_exact(&mut op).is_err() {
-        return false;
-    }
-    match op[0] {
-        BEGIN => {
-            if let Ok(since) = get_since(&mut s) {
-                let _ = s.write_all(&write_answer(&hub.begin(since)));
-            }
+    match read_request(&mut s) {
+        Ok(Request::Begin(since)) => {
+            let _ = s.write_all(&write_answer(&hub.begin(since)));
             false
         }
-        STATUS => {
+        Ok(Request::Status) => {
             let mut out = Vec::new();
             put_bytes(&mut out, &serde_json::to_vec(&status()).unwrap_or_default());
             let _ = s.write_all(&out);
             false
         }
-        STOP => {
+        Ok(Request::Stop) => {
             bound.remove();
             let _ = s.write_all(&[1]);
             true
         }
-        _ => false,
+        Ok(Request::Unknown(_)) | Err(_) => false,
     }
 }
 
