@@ -333,6 +333,43 @@ fn latest_is_the_newest_of_this_workspace_else_of_the_store_by_time_then_id() {
     }
 }
 
+/// Item 30 ("Snapshot files"): what each `stats` field counts, checked
+/// against the workspace and the objects the capture added to the packs.
+#[test]
+fn snapshot_stats_count_what_the_document_says() {
+    let env = Env::new();
+    let ws = env.path("ws");
+    write(&ws.join("a.txt"), b"abc");
+    write(&ws.join("sub/b.txt"), b"defgh");
+    fs::create_dir_all(ws.join("sub/empty")).unwrap();
+    std::os::unix::fs::symlink("a.txt", ws.join("link")).unwrap();
+    mkfifo(&ws.join("sub/fifo"));
+    let v = env.snapshot_json(&ws, &[]);
+    let st = &v["stats"];
+    let n = |k: &str| st[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"));
+    assert_eq!(n("files"), 2, "regular files");
+    assert_eq!(n("dirs"), 2, "directories, not the root");
+    assert_eq!(n("symlinks"), 1);
+    assert_eq!(n("bytes"), 8, "the sum of the files' sizes");
+    assert_eq!(n("files_read"), 2, "no stat cache yet: every file read");
+    assert_eq!(n("skipped"), v["skipped"].as_array().unwrap().len() as u64, "{v}");
+    assert_eq!(n("skipped"), 1, "the FIFO is counted: {v}");
+    // New objects: two chunks and three trees (root, sub, sub/empty),
+    // and their stored bytes as the pack tables give them.
+    let objs: Vec<Obj> = packs_of(&env.store()).into_iter().flat_map(|(_, o)| o).collect();
+    assert_eq!(n("new_objects"), 5);
+    assert_eq!(n("new_objects"), objs.len() as u64);
+    assert_eq!(
+        n("new_bytes"),
+        objs.iter().map(|o| u64::from(o.stored_len)).sum::<u64>()
+    );
+    // A new file of stored content: only the new root tree is new; the
+    // chunk already stored is not counted.
+    write(&ws.join("c.txt"), b"abc");
+    let v = env.snapshot_json(&ws, &[]);
+    assert_eq!(v["stats"]["new_objects"].as_u64(), Some(1), "{v}");
+}
+
 /// Sets the mtime of `p` itself (a symlink is not followed).
 fn set_mtime(p: &Path, sec: i64, nsec: i64) {
     let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
