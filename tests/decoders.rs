@@ -14,17 +14,16 @@ use moat::format::header;
 use moat::format::index::IndexFile;
 use moat::format::pack::{self, FinishedPack, ObjectKind, PackEntry};
 use moat::format::snapshot::Snapshot;
-use moat::format::statcache::{
-    self, CachedFile, FileStat, Meta, Payload, Record, StatCache, Table, Token, Totals,
-};
+use moat::format::statcache::{self, CachedFile, FileStat, Meta, Payload, Record, StatCache, Table, Totals};
 use moat::format::statdelta;
 use moat::format::tree::{Content, Entry, Tree};
+use moat::format::watch_token::Token;
 use moat::store::backend::FileKind;
 use moat::store::backend::layout;
 use moat::store::backend::remote::S3Url;
 use moat::worktree::config::{self, WorkspaceConfig};
 use moat::worktree::watch::socket::{self, Request};
-use moat::worktree::watch::{Answer, Since};
+use moat::worktree::watch::{Answer, Ignoring, Since};
 use proptest::prelude::*;
 
 const P: &str = "proptest";
@@ -201,6 +200,10 @@ fn valid_answer() -> Vec<u8> {
     socket::write_answer(&Answer::Vouched {
         dirty: vec![b"src".to_vec(), b"a/b.rs".to_vec()],
         next,
+        ignoring: Ignoring {
+            ignore_files: true,
+            excludes: vec!["target/".into()],
+        },
     })
 }
 

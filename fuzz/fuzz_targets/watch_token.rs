@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use moat::format::statcache::Token;
+use moat::format::watch_token::Token;
 
 // A watch token (`cache/<wsid>.watch`): fixed size and checksummed; what
 // decodes re-encodes to exactly its input.
