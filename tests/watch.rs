@@ -8,139 +8,13 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
+use common::watched::Watched;
 use common::*;
 use moat::capture::{self, CaptureOptions};
 use moat::util::progress::NoProgress;
-use moat::worktree::walk::WalkOptions;
 use moat::worktree::watch::{Answer, Since, Vouch, WatchLink};
-
-struct Watched {
-    env: Env,
-    ws: PathBuf,
-    child: Option<Child>,
-}
-
-impl Watched {
-    fn new() -> Self {
-        let env = Env::new();
-        let ws = env.path("ws");
-        fs::create_dir_all(&ws).unwrap();
-        fs::create_dir_all(env.path("home")).unwrap();
-        let ws = fs::canonicalize(&ws).unwrap();
-        Watched { env, ws, child: None }
-    }
-
-    fn home(&self) -> PathBuf {
-        self.env.path("home")
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = self.env.cmd();
-        c.env("MOAT_HOME", self.home());
-        c
-    }
-
-    /// Starts `moat watch` and waits until it answers.
-    fn start(&mut self) {
-        let child = self
-            .cmd()
-            .args(["watch", self.ws.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(self.env.path("watch.err")).unwrap())
-            .spawn()
-            .expect("spawn moat watch");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !self.status().contains(self.ws.to_str().unwrap()) {
-            let exited = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
-            let err = || fs::read_to_string(self.env.path("watch.err")).unwrap_or_default();
-            assert!(exited.is_none(), "moat watch exited ({exited:?}): {}", err());
-            assert!(Instant::now() < deadline, "watcher did not start: {}", err());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn status(&self) -> String {
-        let out = self.cmd().args(["watch", "--status", "--json"]).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn stop(&mut self) {
-        let out = self
-            .cmd()
-            .args(["watch", "--stop", self.ws.to_str().unwrap()])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", show(&out));
-        if let Some(mut c) = self.child.take() {
-            c.wait().unwrap();
-        }
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.as_ref().expect("watcher running").id() as i32
-    }
-
-    /// A snapshot (allowed empty); returns its JSON and the --verbose lines.
-    fn snap(&self) -> (serde_json::Value, String) {
-        let out = self
-            .cmd()
-            .args([
-                "snapshot",
-                self.ws.to_str().unwrap(),
-                "--json",
-                "--verbose",
-                "--allow-empty",
-            ])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", show(&out));
-        let v = serde_json::from_slice(&out.stdout).expect("json");
-        (v, String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-
-    /// The root tree of a full walk of the workspace as it is now.
-    fn walked_root(&self) -> String {
-        let store = moat::Store::open(&self.env.store()).unwrap();
-        let (scan, _) = capture::scan_dry(&store, &self.ws, &WalkOptions::default(), &NoProgress).unwrap();
-        scan.root.to_hex()
-    }
-
-    /// Snapshots, expecting a watched scan equal to a full walk.
-    fn watched_ok(&self, what: &str) {
-        let (v, err) = self.snap();
-        assert_eq!(v["scan"], "watched", "{what}: not watched: {err}");
-        assert_eq!(
-            v["root"].as_str().unwrap(),
-            self.walked_root(),
-            "{what}: tree differs from a full walk"
-        );
-    }
-
-    /// Snapshots, expecting a full walk for a reason containing `why`.
-    fn walked_because(&self, why: &str) {
-        let (v, err) = self.snap();
-        assert_eq!(v["scan"], "walked", "expected a walk ({why}): {err}");
-        assert!(err.contains(why), "expected reason {why:?}: {err}");
-        assert_eq!(v["root"].as_str().unwrap(), self.walked_root());
-    }
-
-    fn p(&self, rel: &str) -> PathBuf {
-        self.ws.join(rel)
-    }
-}
-
-impl Drop for Watched {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 fn set_mtime(p: &Path, secs: i64) {
     use nix::sys::stat::{UtimensatFlags, utimensat};
@@ -308,11 +182,7 @@ fn fallbacks_say_why() {
     assert!(v["warnings"].to_string().contains("stat cache"), "{v}");
     w.watched_ok("vouched again");
     // The watcher crashed: its socket is left behind, nobody answers.
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(w.pid()),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    nix::sys::signal::kill(w.pid(), nix::sys::signal::Signal::SIGKILL).unwrap();
     w.child.take().unwrap().wait().unwrap();
     w.walked_because("no watcher runs");
 }
@@ -347,7 +217,7 @@ fn queue_overflow_falls_back() {
     // watched from here on.
     w.status();
     // Freeze the watcher so its queue overflows, then let it go.
-    let pid = nix::unistd::Pid::from_raw(w.pid());
+    let pid = w.pid();
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
     for i in 0..limit + 100 {
         fs::write(w.p(&format!("flood/{i}")), b"").unwrap();

@@ -9,143 +9,10 @@ mod common;
 
 use std::fs;
 use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
+use common::watched::Watched;
 use common::*;
-use moat::capture;
-use moat::util::progress::NoProgress;
-use moat::worktree::config;
 use moat::worktree::walk::WalkOptions;
-
-struct Watched {
-    env: Env,
-    ws: PathBuf,
-    child: Option<Child>,
-}
-
-impl Watched {
-    fn new() -> Self {
-        let env = Env::new();
-        let ws = env.path("ws");
-        fs::create_dir_all(&ws).unwrap();
-        fs::create_dir_all(env.path("home")).unwrap();
-        let ws = fs::canonicalize(&ws).unwrap();
-        Watched { env, ws, child: None }
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = self.env.cmd();
-        c.env("MOAT_HOME", self.env.path("home"));
-        c
-    }
-
-    fn p(&self, rel: &str) -> PathBuf {
-        self.ws.join(rel)
-    }
-
-    /// Starts `moat watch` and waits until it answers.
-    fn start(&mut self) {
-        let err = self.env.path("watch.err");
-        let child = self
-            .cmd()
-            .args(["watch", self.ws.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&err).unwrap())
-            .spawn()
-            .expect("spawn moat watch");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while self.status().is_none() {
-            let exited = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
-            let log = || fs::read_to_string(&err).unwrap_or_default();
-            assert!(exited.is_none(), "moat watch exited ({exited:?}): {}", log());
-            assert!(Instant::now() < deadline, "watcher did not start: {}", log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// This workspace's line of `moat watch --status --json` (asking also
-    /// makes the watcher take its queued events in).
-    fn status(&self) -> Option<serde_json::Value> {
-        let out = self.cmd().args(["watch", "--status", "--json"]).output().unwrap();
-        let all: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-        let ws = self.ws.to_str().unwrap();
-        all.as_array()?.iter().find(|s| s["workspace"] == ws).cloned()
-    }
-
-    fn watched_dirs(&self) -> u64 {
-        let s = self.status().expect("watcher running");
-        s["watched_dirs"].as_u64().unwrap()
-    }
-
-    fn pid(&self) -> nix::unistd::Pid {
-        nix::unistd::Pid::from_raw(self.child.as_ref().expect("running").id() as i32)
-    }
-
-    /// A snapshot (allowed empty, `extra` flags); its JSON and --verbose.
-    fn snap_with(&self, extra: &[&str]) -> (serde_json::Value, String) {
-        let ws = self.ws.to_str().unwrap();
-        let mut args = vec!["snapshot", ws, "--json", "--verbose", "--allow-empty"];
-        args.extend_from_slice(extra);
-        let out = self.cmd().args(&args).output().unwrap();
-        assert!(out.status.success(), "{}", show(&out));
-        let v = serde_json::from_slice(&out.stdout).expect("json");
-        (v, String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-
-    /// The root tree of a full walk of the workspace as it is now, by the
-    /// rules `moat snapshot` with `cli` walks by (moat.yaml included).
-    fn walked_root(&self, cli: WalkOptions) -> String {
-        let store = moat::Store::open(&self.env.store()).unwrap();
-        let rules = config::scan(&self.ws, None, cli).unwrap();
-        let (scan, _) = capture::scan_dry(&store, &self.ws, &rules.walk, &NoProgress).unwrap();
-        scan.root.to_hex()
-    }
-
-    /// Snapshots, expecting a watched scan equal to a full walk.
-    fn watched_ok(&self, what: &str) -> serde_json::Value {
-        let (v, err) = self.snap_with(&[]);
-        assert_eq!(v["scan"], "watched", "{what}: not watched: {err}");
-        let walked = self.walked_root(WalkOptions::default());
-        assert_eq!(v["root"].as_str().unwrap(), walked, "{what}: differs from a walk");
-        v
-    }
-
-    /// Snapshots, expecting a full walk for a reason containing `why`.
-    fn walked_because(&self, why: &str) -> serde_json::Value {
-        let (v, err) = self.snap_with(&[]);
-        assert_eq!(v["scan"], "walked", "expected a walk ({why}): {err}");
-        assert!(err.contains(why), "expected reason {why:?}: {err}");
-        assert_eq!(
-            v["root"].as_str().unwrap(),
-            self.walked_root(WalkOptions::default())
-        );
-        v
-    }
-
-    /// The paths in the latest snapshot.
-    fn ls(&self) -> String {
-        let out = self
-            .cmd()
-            .args(["ls", "latest"])
-            .current_dir(&self.ws)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", show(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Watched {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 /// src, src/lib, docs, docs/guide and the root: the directories watched
 /// when nothing else is.
@@ -302,10 +169,7 @@ fn a_new_nested_rule_an_exclude_file_and_moat_yaml_are_each_followed() {
     write(&w.p("moat.yaml"), b"snapshots: {}\n");
     let v = w.snap_with(&[]);
     assert_eq!(v.0["scan"], "walked", "{}", v.1);
-    assert_eq!(
-        v.0["root"].as_str().unwrap(),
-        w.walked_root(WalkOptions::default())
-    );
+    assert_eq!(v.0["root"].as_str().unwrap(), w.walked_root());
     assert!(w.ls().contains("cache/sub/c.bin"), "{}", w.ls());
     assert_eq!(w.watched_dirs(), BASE_DIRS + 2, "cache, cache/sub");
     write(&w.p("cache/sub/c.bin"), b"recached");
@@ -338,7 +202,7 @@ fn a_snapshot_by_other_rules_than_the_watchers_walks() {
     let (v, err) = w.snap_with(&["--no-ignore"]);
     assert_eq!(v["scan"], "walked", "{err}");
     assert!(err.contains("leaves unwatched"), "{err}");
-    assert_eq!(v["root"].as_str().unwrap(), w.walked_root(every));
+    assert_eq!(v["root"].as_str().unwrap(), w.walked_root_by(every));
     // More excludes than the watcher's: its answer still serves.
     w.snap_with(&["--exclude", "docs/"]);
     write(&w.p("src/main.rs"), b"fn main() { }\n");
@@ -348,5 +212,5 @@ fn a_snapshot_by_other_rules_than_the_watchers_walks() {
         excludes: vec!["docs/".into()],
         ..WalkOptions::default()
     };
-    assert_eq!(v["root"].as_str().unwrap(), w.walked_root(fewer));
+    assert_eq!(v["root"].as_str().unwrap(), w.walked_root_by(fewer));
 }

@@ -11,6 +11,7 @@ pub mod pty;
 pub mod reflink;
 pub mod run;
 pub mod tmpfs;
+pub mod watched;
 
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
