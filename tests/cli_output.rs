@@ -78,11 +78,7 @@ fn control_bytes_in_names_and_metadata_are_quoted_for_the_terminal() {
         &["run", "--workspace", w, "--", "sh", "-c", "true", "x\x1by"],
     );
     assert!(runs.status.success(), "{}", show(&runs));
-    let run_id = {
-        let v: serde_json::Value =
-            serde_json::from_slice(&with_home(&env, &["runs", "--json"]).stdout).unwrap();
-        v[0]["id"].as_str().unwrap().to_string()
-    };
+    let run_id = first_run_id(&env);
     let mut outputs = vec![("run".to_string(), runs)];
     let commands: Vec<Vec<&str>> = vec![
         vec!["snapshot", w],
@@ -194,11 +190,7 @@ fn a_reader_that_goes_away_ends_moat_quietly() {
         show(&out)
     );
     assert!(out.status.code() != Some(101), "{}", show(&out));
-    let run_id = {
-        let v: serde_json::Value =
-            serde_json::from_slice(&with_home(&env, &["runs", "--json"]).stdout).unwrap();
-        v[0]["id"].as_str().unwrap().to_string()
-    };
+    let run_id = first_run_id(&env);
     let commands: Vec<Vec<&str>> = vec![
         vec!["ls", &a],
         vec!["ls", &a, "--json"],
@@ -364,11 +356,7 @@ fn piped_into_head_moat_ends_by_sigpipe_in_mid_output() {
     );
     let run = with_home(&env, &["run", "--workspace", w, "--", "sh", "-c", &script]);
     assert!(run.status.success() && marker.exists(), "{}", show(&run));
-    let run_id = {
-        let v: serde_json::Value =
-            serde_json::from_slice(&with_home(&env, &["runs", "--json"]).stdout).unwrap();
-        v[0]["id"].as_str().unwrap().to_string()
-    };
+    let run_id = first_run_id(&env);
     let commands: Vec<Vec<&str>> = vec![
         vec!["ls", &a],
         vec!["diff", "-p", &a, &b],
@@ -397,4 +385,10 @@ fn piped_into_head_moat_ends_by_sigpipe_in_mid_output() {
         "moat run never started its command: {status:?} {shown}"
     );
     assert!(status.code() != Some(101), "{status:?}");
+}
+
+/// The id of the first run `moat runs --json` lists.
+fn first_run_id(env: &Env) -> String {
+    let v: serde_json::Value = serde_json::from_slice(&with_home(env, &["runs", "--json"]).stdout).unwrap();
+    v[0]["id"].as_str().unwrap().to_string()
 }

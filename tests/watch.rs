@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::watched::Watched;
+use common::watched::{Watched, queue_limit};
 use common::*;
 use moat::capture::{self, CaptureOptions};
 use moat::util::progress::NoProgress;
@@ -185,16 +185,6 @@ fn fallbacks_say_why() {
     nix::sys::signal::kill(w.pid(), nix::sys::signal::Signal::SIGKILL).unwrap();
     w.child.take().unwrap().wait().unwrap();
     w.walked_because("no watcher runs");
-}
-
-/// The inotify queue length every watcher gets. The knob is global to the
-/// machine, which may run other test suites at once, so no test lowers it:
-/// the overflow test floods a queue of this length instead.
-fn queue_limit() -> usize {
-    fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(16384)
 }
 
 #[test]

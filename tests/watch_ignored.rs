@@ -10,7 +10,7 @@ mod common;
 use std::fs;
 use std::io::Write;
 
-use common::watched::Watched;
+use common::watched::{Watched, queue_limit};
 use common::*;
 use moat::worktree::walk::WalkOptions;
 
@@ -29,13 +29,6 @@ fn build_output(w: &Watched, n: usize) {
     for i in 0..n {
         write(&w.p(&format!("target/debug/deps/d{i}/out.o")), b"obj");
     }
-}
-
-fn queue_limit() -> usize {
-    fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(16384)
 }
 
 #[test]

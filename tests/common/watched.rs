@@ -14,6 +14,16 @@ use moat::util::progress::NoProgress;
 use moat::worktree::config;
 use moat::worktree::walk::WalkOptions;
 
+/// The inotify queue length every watcher gets. The knob is global to the
+/// machine, which may run other test suites at once, so no test lowers it:
+/// the overflow test floods a queue of this length instead.
+pub fn queue_limit() -> usize {
+    fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(16384)
+}
+
 pub struct Watched {
     pub env: Env,
     /// The workspace (canonical).
