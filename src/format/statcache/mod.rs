@@ -62,6 +62,25 @@ impl FileStat {
         }
     }
 
+    /// From raw `lstat` fields: `mtime` and `ctime` as (seconds, nanoseconds).
+    pub fn from_parts(
+        dev: u64,
+        ino: u64,
+        mode: u32,
+        size: u64,
+        mtime: (i64, i64),
+        ctime: (i64, i64),
+    ) -> Self {
+        FileStat {
+            dev,
+            ino,
+            mode,
+            size,
+            mtime_ns: timestamp_ns_clamped(mtime.0, mtime.1),
+            ctime_ns: timestamp_ns_clamped(ctime.0, ctime.1),
+        }
+    }
+
     fn put(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.dev.to_le_bytes());
         out.extend_from_slice(&self.ino.to_le_bytes());
