@@ -1,16 +1,18 @@
-//! What the walk checks before the `ignore` crate reads a directory's
-//! ignore files. The crate opens `.gitignore`, `.ignore` and git's
-//! `info/exclude` (found through a `.git` file's `gitdir:` line and
-//! `commondir` when `.git` is a file) with a plain blocking `open` and
-//! reads them without a bound: a FIFO there would hang the walk, a link to
-//! `/dev/zero` take all memory. `check` names the first such file of a
-//! directory, so the walk leaves that directory out (or refuses the root).
+//! Which of a directory's ignore files must not be read: `.gitignore`,
+//! `.ignore` and git's `info/exclude` (found through a `.git` file's
+//! `gitdir:` line and `commondir` when `.git` is a file). The `ignore`
+//! crate's walker (the watcher lists its directories with it) opens them
+//! with a plain blocking `open` and reads them without a bound: a FIFO
+//! there would hang it, a link to `/dev/zero` take all memory. `check`
+//! names the first such file of a directory, so the walk and the listing
+//! leave that directory out (or refuse the root), both alike.
 //!
 //! Invariant: paths are resolved as the crate resolves them (following
 //! links), and what this module itself reads goes through
-//! `util::fs::open_regular` with a bound. Limit: a file swapped in between
-//! this check and the crate's own open is not caught; only the crate
-//! opening non-blocking could close that.
+//! `util::fs::open_regular` with a bound, as does the walk's own reading
+//! of the rules (`walk::levels`). Limit: a file swapped in between this
+//! check and the crate's own open (the watcher's listing) is not caught;
+//! only the crate opening non-blocking could close that.
 
 use std::path::{Path, PathBuf};
 
