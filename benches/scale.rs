@@ -320,11 +320,11 @@ fn bench_size(scale: &Path, n: usize, corpus: &[(PathBuf, Vec<u8>)]) {
         let mut watch_start = 0.0;
         if watched {
             let start = Instant::now();
-            let child = m
+            let mut child = m
                 .cmd()
                 .arg("watch")
                 .arg(&root)
-                .stderr(Stdio::null())
+                .stderr(Stdio::piped())
                 .spawn()
                 .unwrap();
             // Ready once it answers a status request (it binds its socket
@@ -334,7 +334,23 @@ fn bench_size(scale: &Path, n: usize, corpus: &[(PathBuf, Vec<u8>)]) {
                 out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("watched_dirs"))
             };
             while !ready() {
+                // A watcher that cannot watch the tree (the inotify watch
+                // limit) ends: say why and skip the watched rows.
+                if let Ok(Some(status)) = child.try_wait() {
+                    let mut why = String::new();
+                    if let Some(mut e) = child.stderr.take() {
+                        let _ = std::io::Read::read_to_string(&mut e, &mut why);
+                    }
+                    println!("[watched] skipped: the watcher ended ({status}): {}", why.trim());
+                    break;
+                }
                 std::thread::sleep(Duration::from_millis(20));
+            }
+            if child.try_wait().is_ok_and(|s| s.is_some()) {
+                continue;
+            }
+            if let Some(mut e) = child.stderr.take() {
+                std::thread::spawn(move || std::io::copy(&mut e, &mut std::io::sink()));
             }
             watch_start = start.elapsed().as_secs_f64();
             watcher = Some(child);
