@@ -265,3 +265,73 @@ fn readlinkat(fd: i32, name: &CStr) -> std::io::Result<Vec<u8>> {
         .map(|t| t.as_bytes().to_vec())
         .map_err(io_of)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::statcache::FileStat;
+    use crate::worktree::walk::{WalkOptions, walk};
+
+    fn shared(skip: &[(u64, u64)]) -> Shared<'_> {
+        Shared {
+            at: At { depth_base: 0, skip },
+            overrides: Override::empty(),
+            no_ignore: false,
+            prune: None,
+            out: Mutex::default(),
+        }
+    }
+
+    /// A directory swapped for a symlink after its parent listed it is
+    /// never followed: the task refuses to open it and lists nothing.
+    #[test]
+    fn a_directory_replaced_by_a_symlink_is_never_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("ws");
+        let outside = d.path().join("outside");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("secret"), b"s").unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("sub")).unwrap();
+        let sh = shared(&[]);
+        let task = Task {
+            abs: root.join("sub"),
+            rel: b"sub".to_vec(),
+            node: None,
+            depth: 1,
+            level: Level::none(),
+        };
+        run(&sh, task);
+        let out = sh.out.into_inner().unwrap();
+        assert!(out.nodes.is_empty(), "{:?}", out.nodes);
+        assert_eq!(out.skips.len(), 1);
+        assert_eq!(out.skips[0].rel.as_deref(), Some(&b"sub"[..]));
+    }
+
+    /// What `fstatat` relative to the directory gives equals what `std`'s
+    /// `lstat` of the full path gives (the stat cache compares the two).
+    #[test]
+    fn relative_stats_equal_full_path_stats() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().canonicalize().unwrap();
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        std::fs::write(root.join("a/b/f"), b"12345").unwrap();
+        std::fs::write(root.join("g"), b"").unwrap();
+        std::os::unix::fs::symlink("a/b/f", root.join("l")).unwrap();
+        std::fs::hard_link(root.join("g"), root.join("a/g2")).unwrap();
+        let (nodes, warnings) = walk(&root, &WalkOptions::default()).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(nodes.len(), 6);
+        for n in &nodes {
+            let p = root.join(OsStr::from_bytes(&n.rel));
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            assert_eq!(n.stat, FileStat::of(&m), "{}", p.display());
+            assert_eq!(
+                n.multi_link,
+                !m.is_dir() && std::os::unix::fs::MetadataExt::nlink(&m) > 1
+            );
+        }
+        let link = nodes.iter().find(|n| n.rel == b"l").unwrap();
+        assert_eq!(link.kind, super::super::NodeKind::Symlink(b"a/b/f".to_vec()));
+    }
+}
