@@ -80,14 +80,14 @@ fn dir<'s>(sh: &'s Shared, scope: &rayon::Scope<'s>, t: Task) {
             return merge(sh, out);
         }
     };
-    let mut names: Vec<(Vec<u8>, Option<Type>)> = Vec::new();
+    let mut names: Vec<(std::ffi::CString, Option<Type>)> = Vec::new();
     let mut errors = Vec::new();
     for e in d.iter() {
         match e {
             Ok(e) => {
-                let n = e.file_name().to_bytes();
-                if n != b"." && n != b".." {
-                    names.push((n.to_vec(), e.file_type()));
+                let n = e.file_name();
+                if n.to_bytes() != b"." && n.to_bytes() != b".." {
+                    names.push((n.to_owned(), e.file_type()));
                 }
             }
             Err(e) => {
@@ -102,7 +102,7 @@ fn dir<'s>(sh: &'s Shared, scope: &rayon::Scope<'s>, t: Task) {
     let level = if sh.no_ignore {
         t.level.clone()
     } else {
-        let has = |n: &[u8]| names.iter().any(|(m, _)| m == n);
+        let has = |n: &[u8]| names.iter().any(|(m, _)| m.as_bytes() == n);
         let (has_ignore, has_gitignore, has_git) = (has(b".ignore"), has(b".gitignore"), has(b".git"));
         let mut exclude = None;
         if has_ignore || has_gitignore || has_git {
@@ -122,13 +122,11 @@ fn dir<'s>(sh: &'s Shared, scope: &rayon::Scope<'s>, t: Task) {
     out.skips.append(&mut errors);
     let fd = d.as_raw_fd();
     let match_paths = !sh.overrides.is_empty() || level.any();
-    for (name, dtype) in names {
-        let child_rel = join(&t.rel, &name);
+    for (cname, dtype) in names {
+        let name = cname.as_bytes();
+        let child_rel = join(&t.rel, name);
         let depth = t.depth + 1;
-        let abs = t.abs.join(OsStr::from_bytes(&name));
-        let Ok(cname) = std::ffi::CString::new(name.clone()) else {
-            continue;
-        };
+        let abs = t.abs.join(OsStr::from_bytes(name));
         let mut stat = None;
         let is_dir = match dtype {
             Some(Type::Directory) => true,
@@ -145,7 +143,7 @@ fn dir<'s>(sh: &'s Shared, scope: &rayon::Scope<'s>, t: Task) {
             out.git_dirs.push(child_rel);
             continue;
         }
-        if reserved(&name).is_some() && !name.starts_with(TEMP_PREFIX) {
+        if reserved(name).is_some() && !name.starts_with(TEMP_PREFIX) {
             continue;
         }
         if is_dir && sh.prune.as_ref().is_some_and(|p| p(&child_rel)) {
