@@ -73,7 +73,25 @@ pub fn lookup(
             vec![Prior::Miss; nodes.len()],
         ));
     };
-    let found: Vec<(Option<FileResult>, Prior)> = nodes
+    // In batches, releasing the cache's pages after each: what stays
+    // resident of it is what one batch touched.
+    let mut found: Vec<(Option<FileResult>, Prior)> = Vec::with_capacity(nodes.len());
+    for batch in nodes.chunks(LOOKUP_BATCH) {
+        found.extend(lookup_batch(batch, t, writer)?);
+        t.release();
+    }
+    Ok(found.into_iter().unzip())
+}
+
+/// Nodes looked up between two releases of the cache's pages.
+const LOOKUP_BATCH: usize = 16 << 10;
+
+fn lookup_batch(
+    nodes: &[Node],
+    t: &Mapped,
+    writer: &ObjectWriter,
+) -> Result<Vec<(Option<FileResult>, Prior)>> {
+    nodes
         .par_iter()
         .map(|n| {
             let Some((rec, taken)) = t.get_taken(&n.rel)? else {
@@ -108,8 +126,7 @@ pub fn lookup(
                 _ => (None, Prior::Miss),
             })
         })
-        .collect::<Result<_>>()?;
-    Ok(found.into_iter().unzip())
+        .collect()
 }
 
 /// Fingerprint of the options that decide which entries a walk yields.

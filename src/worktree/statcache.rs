@@ -68,6 +68,17 @@ impl Mapped {
         statdelta::ancestors(path).any(|(dir, child)| d.listed.contains(dir) && !d.present.contains(child))
     }
 
+    /// Drops the cache's mapped pages from this process's resident set
+    /// (they stay in the page cache and are read back on access): a full
+    /// walk looks up every record, and without this the whole cache (about
+    /// 250 B per entry) would stay resident until the capture ends.
+    pub fn release(&self) {
+        self.base.data().release(0..self.base.data().len());
+        if let Some(d) = &self.delta {
+            d.t.data().release(0..d.t.data().len());
+        }
+    }
+
     /// The record of `path` and the `taken_ns` of the layer holding it.
     pub fn get_taken(&self, path: &[u8]) -> Result<Option<(Record, i64)>> {
         if let Some(d) = &self.delta {

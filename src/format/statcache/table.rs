@@ -87,6 +87,11 @@ impl<B: AsRef<[u8]>> Table<B> {
         self.count
     }
 
+    /// The bytes the table reads (to release a mapping's pages).
+    pub fn data(&self) -> &B {
+        &self.data
+    }
+
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
