@@ -256,6 +256,103 @@ impl Plan {
     }
 }
 
+/// The cache as a full walk consults it to collapse unchanged directories
+/// (`walk::Collapse`): a directory's record stands for it when its mode and
+/// mtime match, it holds no hard-linked file and its tree is in the store;
+/// a file or symlink is vouched for exactly as `lookup` would call it
+/// `Same`. Every `RELEASE_EVERY` lookups the cache's mapped pages are
+/// released, so what stays resident of it is bounded.
+pub struct CacheCollapse<'a> {
+    table: &'a Mapped,
+    writer: &'a ObjectWriter<'a>,
+    looked: std::sync::atomic::AtomicUsize,
+    pub damaged: Mutex<Option<crate::Error>>,
+}
+
+const RELEASE_EVERY: usize = 1 << 10;
+
+impl<'a> CacheCollapse<'a> {
+    /// Whether a full walk of `ws` by options whose key is `walk_key` may
+    /// collapse against `table` (the same walk options, and no ignore file
+    /// outside the walk changed); the collapser when it may.
+    pub fn new(
+        ws: &Path,
+        table: &'a Mapped,
+        walk_key: &[u8; 32],
+        writer: &'a ObjectWriter<'a>,
+    ) -> Option<Self> {
+        let fits = table.meta.walk_key == *walk_key
+            && table.meta.excludes.iter().all(|(p, st)| stat_at(ws, p) == *st);
+        fits.then(|| CacheCollapse {
+            table,
+            writer,
+            looked: Default::default(),
+            damaged: Mutex::default(),
+        })
+    }
+
+    fn tick(&self) {
+        if self.looked.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % RELEASE_EVERY == RELEASE_EVERY - 1
+        {
+            self.table.release();
+        }
+    }
+
+    fn damaged(&self, e: crate::Error) {
+        self.damaged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(e);
+    }
+}
+
+impl crate::worktree::walk::Collapse for CacheCollapse<'_> {
+    fn dir(&self, rel: &[u8], stat: &FileStat) -> Option<u32> {
+        self.tick();
+        match self.table.get(rel) {
+            Ok(Some(Record {
+                stat: rs,
+                payload: Payload::Dir { tree, entries, totals },
+                ..
+            // The root's record has no stat of its own (nothing holds the
+            // root's mode or mtime).
+            })) if (rel.is_empty() || (rs.mode == stat.mode && rs.mtime_ns == stat.mtime_ns))
+                && totals.multi_links == 0
+                && self.writer.in_store(&tree) =>
+            {
+                Some(entries)
+            }
+            Ok(_) => None,
+            Err(e) => {
+                self.damaged(e);
+                None
+            }
+        }
+    }
+
+    fn same(&self, n: &Node) -> bool {
+        self.tick();
+        match self.table.get_taken(&n.rel) {
+            Ok(Some((rec, taken))) => match (&n.kind, rec.payload) {
+                (NodeKind::File, Payload::File(chunks)) => {
+                    !n.multi_link
+                        && unchanged(&rec.stat, &n.stat, taken)
+                        && chunks.iter().all(|c| self.writer.in_store(c))
+                }
+                (NodeKind::Symlink(_), Payload::Symlink) => {
+                    !n.multi_link && unchanged(&rec.stat, &n.stat, taken)
+                }
+                _ => false,
+            },
+            Ok(None) => false,
+            Err(e) => {
+                self.damaged(e);
+                false
+            }
+        }
+    }
+}
+
 /// The directories a watched walk leaves out, with their cached records.
 pub struct Pruner {
     plan: Plan,
@@ -337,16 +434,20 @@ pub fn fits_delta(t: &Mapped, delta_records: usize) -> bool {
     delta_records <= (base / 64).max(4096)
 }
 
-/// The new cache's header fields.
-pub fn meta(ws: &Path, taken_ns: i64, walk_key: [u8; 32], excludes: Vec<(Vec<u8>, FileStat)>) -> Meta {
-    let mut excludes = excludes;
+/// Exclude files as a cache header holds them: sorted, one per path.
+pub fn normalized(mut excludes: Vec<(Vec<u8>, FileStat)>) -> Vec<(Vec<u8>, FileStat)> {
     excludes.sort_by(|a, b| a.0.cmp(&b.0));
     excludes.dedup_by(|a, b| a.0 == b.0);
+    excludes
+}
+
+/// The new cache's header fields.
+pub fn meta(ws: &Path, taken_ns: i64, walk_key: [u8; 32], excludes: Vec<(Vec<u8>, FileStat)>) -> Meta {
     Meta {
         workspace: ws.as_os_str().as_bytes().to_vec(),
         taken_ns,
         walk_key,
         nonce: crate::util::unique_id16(),
-        excludes,
+        excludes: normalized(excludes),
     }
 }

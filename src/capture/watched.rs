@@ -124,8 +124,9 @@ pub fn scan(
         }
         Answer::Refused { reason, next } => (next, Err(reason)),
     };
+    let mut collapse = true;
     loop {
-        match attempt(ws, wopts, table.clone(), plan, writer)? {
+        match attempt(ws, wopts, table.clone(), plan, writer, collapse)? {
             Ok(mut f) => {
                 f.warnings.splice(0..0, warnings);
                 f.key = statcache::ws_key(ws.as_os_str().as_bytes());
@@ -141,6 +142,10 @@ pub fn scan(
                 plan = Err("the stat cache is damaged".into());
             }
             Err(Retry::Walk(why)) => plan = Err(why),
+            Err(Retry::Uncollapsed(why)) => {
+                collapse = false;
+                plan = Err(why);
+            }
         }
     }
 }
@@ -151,6 +156,9 @@ enum Retry {
     Damaged(Error),
     /// The watched scan cannot be trusted: walk everything.
     Walk(String),
+    /// A git exclude file appeared or went: walk again without collapsing
+    /// (the new cache could not be built on the old one's records).
+    Uncollapsed(String),
 }
 
 /// One try at the scan.
@@ -160,6 +168,7 @@ fn attempt(
     table: Option<Arc<Mapped>>,
     plan: std::result::Result<Plan, String>,
     writer: &ObjectWriter,
+    collapse: bool,
 ) -> Result<std::result::Result<Found, Retry>> {
     let root_prior = match table.as_deref().map(|t| t.get(b"")) {
         Some(Err(e)) => return Ok(Err(Retry::Damaged(e))),
@@ -213,7 +222,50 @@ fn attempt(
         let p: walk::Prune = Arc::new(move |rel: &[u8]| p.prune(rel));
         p
     });
-    let walked = walk::walk_pruned(ws, wopts, hook)?;
+    // A full walk with a cache collapses the directories that match it.
+    let collapser = match (&pruner, table.as_deref()) {
+        (None, Some(t)) if collapse => prior::CacheCollapse::new(ws, t, &prior::walk_key(wopts), writer),
+        _ => None,
+    };
+    let walked = match &collapser {
+        Some(c) => walk::walk_collapsing(ws, wopts, c)?,
+        None => walk::walk_pruned(ws, wopts, hook)?,
+    };
+    if let (Some(c), Some(t)) = (&collapser, table.as_deref()) {
+        if let Some(e) = c.damaged.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            return Ok(Err(Retry::Damaged(e)));
+        }
+        // Collapsed directories carry the cache's records, which were
+        // taken under its git exclude files: those must be the same.
+        if prior::normalized(prior::excludes_of(ws, &walked.git_dirs)) != t.meta.excludes {
+            return Ok(Err(Retry::Uncollapsed(f.note.take().unwrap_or_default())));
+        }
+        if walked.collapsed.iter().any(|r| r.is_empty()) {
+            let Prior::Dir(c) = &root_prior else {
+                let e = Error::corrupt(ws, "stat cache", "the root collapsed without a root record");
+                return Ok(Err(Retry::Damaged(e)));
+            };
+            f.whole = Some((c.tree, c.totals));
+            f.excludes = t.meta.excludes.clone();
+            f.table = table;
+            return Ok(Ok(f));
+        }
+        for rel in walked.collapsed {
+            match t.get(&rel) {
+                Ok(Some(
+                    rec @ Record {
+                        payload: Payload::Dir { .. },
+                        ..
+                    },
+                )) => f.pruned.push((rel, rec)),
+                Ok(_) => {
+                    let e = Error::corrupt(ws, "stat cache", "a collapsed directory has no directory record");
+                    return Ok(Err(Retry::Damaged(e)));
+                }
+                Err(e) => return Ok(Err(Retry::Damaged(e))),
+            }
+        }
+    }
     if let Some(p) = &pruner {
         if let Some(e) = p.damaged.lock().unwrap_or_else(|e| e.into_inner()).take() {
             return Ok(Err(Retry::Damaged(e)));

@@ -245,6 +245,8 @@ pub fn open(store: &Store, ws: &Path) -> Result<Option<Mapped>> {
     let Some(map) = store.map_stat_cache(ws)? else {
         return Ok(None);
     };
+    // Looked up by binary search: only the pages read should be resident.
+    map.advise_random();
     let t = Table::open(map, &path)?;
     if t.meta.workspace != ws.as_os_str().as_bytes() {
         return Err(wrong_workspace(&path, &t.meta.workspace, ws));

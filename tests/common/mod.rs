@@ -7,6 +7,7 @@ pub mod fuse;
 pub mod hostile;
 pub mod loopfs;
 pub mod moto;
+pub mod ops;
 pub mod pty;
 pub mod reflink;
 pub mod run;

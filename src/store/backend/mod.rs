@@ -142,6 +142,16 @@ impl Blob {
         }
     }
 
+    /// Tells the kernel a mapped blob is read at random (no read-ahead, no
+    /// mapping of neighbouring pages on a fault): a binary search over a
+    /// large table then keeps resident only the pages it reads. A no-op on
+    /// heap blobs.
+    pub fn advise_random(&self) {
+        if let Bytes::Map(m) = &self.bytes {
+            let _ = m.advise(memmap2::Advice::Random);
+        }
+    }
+
     /// Tells the kernel this process is done with `range` of a mapped
     /// blob for now: its pages leave this process's resident set (they
     /// stay in the page cache and come back on the next access). A no-op

@@ -21,6 +21,7 @@ use nix::dir::{Dir, Type};
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
+use super::collapse::{self, Collapse, Pend};
 use super::levels::Level;
 use super::{At, Found, Node, Skip, Stat, classify};
 use crate::format::tree::{MAX_DEPTH, TEMP_PREFIX, reserved};
@@ -32,6 +33,8 @@ pub(super) struct Shared<'a> {
     pub overrides: Override,
     pub no_ignore: bool,
     pub prune: Option<super::Prune>,
+    /// Set: unchanged directories collapse (`collapse.rs`).
+    pub collapse: Option<&'a dyn Collapse>,
     pub out: Mutex<Out>,
 }
 
@@ -41,6 +44,8 @@ pub(super) struct Out {
     pub nodes: Vec<Node>,
     pub skips: Vec<Skip>,
     pub git_dirs: Vec<Vec<u8>>,
+    /// Directories collapsed whole (`collapse.rs`).
+    pub collapsed: Vec<Vec<u8>>,
 }
 
 /// A directory to list: its path, its node (None for the start), how deep
@@ -51,6 +56,8 @@ pub(super) struct Task {
     pub node: Option<Node>,
     pub depth: usize,
     pub level: Arc<Level>,
+    /// When collapsing: this directory's undecided state.
+    pub pend: Option<Arc<Pend>>,
 }
 
 /// Walks `task`'s directory and, on the pool, every directory below it.
@@ -64,6 +71,8 @@ fn io_of(e: nix::errno::Errno) -> std::io::Error {
 
 fn dir<'s>(sh: &'s Shared, scope: &rayon::Scope<'s>, t: Task) {
     let mut out = Out::default();
+    // This directory's own nodes: its node, its files and symlinks.
+    let mut mine: Vec<Node> = Vec::new();
     let listed = Dir::open(
         &t.abs,
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
@@ -72,12 +81,12 @@ fn dir<'s>(sh: &'s Shared, scope: &rayon::Scope<'s>, t: Task) {
     let mut d = match listed {
         Ok(d) => d,
         Err(e) => {
-            out.nodes.extend(t.node);
+            mine.extend(t.node);
             out.skips.push(skip(
                 &t.rel,
                 format!("skipped: {}: {}", t.abs.display(), io_of(e)),
             ));
-            return merge(sh, out);
+            return settle(sh, out, mine, t.pend, false);
         }
     };
     let mut names: Vec<(std::ffi::CString, Option<Type>)> = Vec::new();
@@ -112,15 +121,19 @@ fn dir<'s>(sh: &'s Shared, scope: &rayon::Scope<'s>, t: Task) {
             if let Some((file, why)) = found.bad {
                 let why = format!("skipped {}: {} is {why}", t.abs.display(), file.display());
                 out.skips.push(skip(&t.rel, why));
-                return merge(sh, out);
+                return settle(sh, out, mine, t.pend, false);
             }
             exclude = found.exclude;
         }
         Level::child(&t.level, &t.abs, has_ignore, has_gitignore, exclude.as_deref())
     };
-    out.nodes.extend(t.node);
+    // The stat the directory's cached record is matched against.
+    let own_stat = t.node.as_ref().map(|n| n.stat);
+    mine.extend(t.node);
     out.skips.append(&mut errors);
     let fd = d.as_raw_fd();
+    let mut all_same = sh.collapse.is_some() && t.pend.is_some();
+    let mut kept: u64 = 0;
     let match_paths = !sh.overrides.is_empty() || level.any();
     for (cname, dtype) in names {
         let name = cname.as_bytes();
@@ -182,6 +195,7 @@ fn dir<'s>(sh: &'s Shared, scope: &rayon::Scope<'s>, t: Task) {
         let node = match found {
             Some(Found::Node(n)) => n,
             Some(Found::Both(n, why)) => {
+                all_same = false;
                 out.skips.push(Skip {
                     rel: None,
                     why,
@@ -195,9 +209,11 @@ fn dir<'s>(sh: &'s Shared, scope: &rayon::Scope<'s>, t: Task) {
             }
             None => continue,
         };
+        kept += 1;
         if descend {
             let task = Task {
                 abs,
+                pend: t.pend.as_ref().map(|p| p.child(&child_rel)),
                 rel: child_rel,
                 node: Some(node),
                 depth,
@@ -205,10 +221,40 @@ fn dir<'s>(sh: &'s Shared, scope: &rayon::Scope<'s>, t: Task) {
             };
             scope.spawn(move |s| dir(sh, s, task));
         } else {
-            out.nodes.push(node);
+            if all_same && let Some(c) = sh.collapse {
+                all_same = c.same(&node);
+            }
+            mine.push(node);
         }
     }
-    merge(sh, out);
+    if all_same && let Some(c) = sh.collapse {
+        let own = own_stat.or_else(|| fstat(fd).ok().map(|s| s.file_stat()));
+        all_same =
+            out.skips.is_empty() && own.is_some_and(|st| c.dir(&t.rel, &st).map(u64::from) == Some(kept));
+    }
+    settle(sh, out, mine, t.pend, all_same);
+}
+
+/// Hands what a directory's task found over: its own nodes straight to the
+/// walk's result, or (collapsing) to the directory's undecided state.
+fn settle(sh: &Shared, mut out: Out, mine: Vec<Node>, pend: Option<Arc<Pend>>, same: bool) {
+    match pend {
+        None => {
+            out.nodes.extend(mine);
+            merge(sh, out);
+        }
+        Some(p) => {
+            merge(sh, out);
+            collapse::listed(sh, p, mine, same);
+        }
+    }
+}
+
+/// Adds decided nodes and collapsed directories to the walk's result.
+pub(super) fn merge_nodes(sh: &Shared, mut nodes: Vec<Node>, mut collapsed: Vec<Vec<u8>>) {
+    let mut all = sh.out.lock().unwrap_or_else(|p| p.into_inner());
+    all.nodes.append(&mut nodes);
+    all.collapsed.append(&mut collapsed);
 }
 
 fn ignored(sh: &Shared, level: &Level, abs: &Path, is_dir: bool) -> bool {
@@ -224,6 +270,18 @@ fn merge(sh: &Shared, mut out: Out) {
     all.nodes.append(&mut out.nodes);
     all.skips.append(&mut out.skips);
     all.git_dirs.append(&mut out.git_dirs);
+    all.collapsed.append(&mut out.collapsed);
+}
+
+fn fstat(fd: i32) -> Result<Stat, nix::errno::Errno> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `fd` is the open directory of this task; `st` is written by
+    // the call before it is read.
+    if unsafe { libc::fstat(fd, st.as_mut_ptr()) } != 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    // SAFETY: the call succeeded, so it filled `st`.
+    Ok(Stat::of_raw(&unsafe { st.assume_init() }))
 }
 
 fn skip(rel: &[u8], why: String) -> Skip {
@@ -276,6 +334,7 @@ mod tests {
             overrides: Override::empty(),
             no_ignore: false,
             prune: None,
+            collapse: None,
             out: Mutex::default(),
         }
     }
@@ -298,6 +357,7 @@ mod tests {
             node: None,
             depth: 1,
             level: Level::none(),
+            pend: None,
         };
         run(&sh, task);
         let out = sh.out.into_inner().unwrap();

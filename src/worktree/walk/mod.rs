@@ -31,8 +31,11 @@ use crate::error::{Error, Result};
 use crate::format::statcache::FileStat;
 use crate::worktree::ignore_files;
 
+mod collapse;
 mod fast;
 mod levels;
+
+pub use collapse::Collapse;
 
 #[derive(Clone, Debug, Default)]
 pub struct WalkOptions {
@@ -83,6 +86,9 @@ pub struct Walked {
     pub skipped: Vec<Vec<u8>>,
     /// moat temp names met (a crashed rollback's leftovers), not walked.
     pub temps: Vec<Vec<u8>>,
+    /// Directories whose whole subtree matched the cache (`walk_collapsing`;
+    /// "" for the root): none of their nodes are in `nodes`.
+    pub collapsed: Vec<Vec<u8>>,
 }
 
 /// Something the walk could not store: its path below the root when known
@@ -120,9 +126,19 @@ pub fn walk(root: &Path, opts: &WalkOptions) -> Result<(Vec<Node>, Vec<String>)>
 /// `walk`, leaving out the directories `prune` names, and reporting the
 /// `.git` entries it passed over; then the paths of `opts.include`.
 pub fn walk_pruned(root: &Path, opts: &WalkOptions, prune: Option<Prune>) -> Result<Walked> {
-    let mut w = walk_at(root, b"", opts, prune)?;
+    let mut w = walk_at(root, b"", opts, prune, None)?;
     include(root, opts, &mut w)?;
     Ok(w)
+}
+
+/// `walk`, collapsing every directory whose subtree matches the cache as
+/// `cache` says (`collapse.rs`), and reporting the `.git` entries it passed
+/// over. A walk with `opts.include` does not collapse.
+pub fn walk_collapsing(root: &Path, opts: &WalkOptions, cache: &dyn Collapse) -> Result<Walked> {
+    if !opts.include.is_empty() {
+        return walk_pruned(root, opts, None);
+    }
+    walk_at(root, b"", opts, None, Some(cache))
 }
 
 /// A walk from `start` with the rules every scan applies: `.gitignore`,
@@ -163,7 +179,13 @@ fn overrides(start: &Path, opts: &WalkOptions) -> Result<ignore::overrides::Over
 
 /// Walks the directory `base` below `root` as `walk_pruned` walks a root:
 /// the nodes' paths (and depths) are below `root`.
-fn walk_at(root: &Path, base: &[u8], opts: &WalkOptions, prune: Option<Prune>) -> Result<Walked> {
+fn walk_at(
+    root: &Path,
+    base: &[u8],
+    opts: &WalkOptions,
+    prune: Option<Prune>,
+    collapse: Option<&dyn Collapse>,
+) -> Result<Walked> {
     let start = if base.is_empty() {
         root.to_path_buf()
     } else {
@@ -186,6 +208,7 @@ fn walk_at(root: &Path, base: &[u8], opts: &WalkOptions, prune: Option<Prune>) -
         overrides: overrides(&start, opts)?,
         no_ignore: opts.no_ignore,
         prune,
+        collapse,
         out: Mutex::default(),
     };
     let task = fast::Task {
@@ -194,12 +217,14 @@ fn walk_at(root: &Path, base: &[u8], opts: &WalkOptions, prune: Option<Prune>) -
         node: None,
         depth: 0,
         level: levels::Level::none(),
+        pend: collapse.map(|_| collapse::Pend::root(base)),
     };
     fast::run(&shared, task);
     let out = shared.out.into_inner().unwrap_or_else(|p| p.into_inner());
     let mut w = Walked {
         nodes: out.nodes,
         git_dirs: out.git_dirs,
+        collapsed: out.collapsed,
         ..Walked::default()
     };
     add_skips(&mut w, out.skips);
@@ -262,7 +287,7 @@ impl Stat {
         self.format() == libc::S_IFDIR
     }
 
-    fn file_stat(&self) -> FileStat {
+    pub(super) fn file_stat(&self) -> FileStat {
         FileStat::from_parts(self.dev, self.ino, self.mode, self.size, self.mtime, self.ctime)
     }
 }
@@ -390,7 +415,7 @@ fn include(root: &Path, opts: &WalkOptions, w: &mut Walked) -> Result<()> {
                 break;
             }
             if last {
-                let below = walk_at(root, &rel, &all, None)?;
+                let below = walk_at(root, &rel, &all, None, None)?;
                 w.warnings.extend(below.warnings);
                 w.skipped.extend(below.skipped);
                 w.temps.extend(below.temps);
