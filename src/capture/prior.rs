@@ -73,10 +73,9 @@ pub fn lookup(
             vec![Prior::Miss; nodes.len()],
         ));
     };
-    // In batches, releasing the cache's pages after each: what stays
-    // resident of it is what one batch touched.
-    // Filled directly, with no list of pairs to unzip (at 1M files that
-    // list alone is 100 MB).
+    // In batches, releasing the cache's pages after each (what stays
+    // resident of it is what one batch touched), filling both lists
+    // directly (a list of pairs to unzip is 100 MB at 1M files).
     let mut results = Vec::with_capacity(nodes.len());
     let mut prior = Vec::with_capacity(nodes.len());
     for batch in nodes.chunks(LOOKUP_BATCH) {
@@ -309,13 +308,18 @@ impl<'a> CacheCollapse<'a> {
 impl crate::worktree::walk::Collapse for CacheCollapse<'_> {
     fn dir(&self, rel: &[u8], stat: &FileStat) -> Option<u32> {
         self.tick();
+        // The root's record has no stat of its own (no tree holds the
+        // root's mode or mtime).
         match self.table.get(rel) {
             Ok(Some(Record {
                 stat: rs,
-                payload: Payload::Dir { tree, entries, totals },
+                payload:
+                    Payload::Dir {
+                        tree,
+                        entries,
+                        totals,
+                    },
                 ..
-            // The root's record has no stat of its own (nothing holds the
-            // root's mode or mtime).
             })) if (rel.is_empty() || (rs.mode == stat.mode && rs.mtime_ns == stat.mtime_ns))
                 && totals.multi_links == 0
                 && self.writer.in_store(&tree) =>

@@ -8,7 +8,9 @@
 //! directory's node is emitted by the task that lists it, after its ignore
 //! files were found readable, so a directory refused for them leaves no
 //! node; a directory that cannot be listed is a node and a skip (it is
-//! stored empty, and rollback leaves it alone).
+//! stored empty, and rollback leaves it alone). When collapsing, a task
+//! hands its directory's own nodes to `collapse::listed` instead of the
+//! result, which keeps or drops them once the whole subtree is decided.
 
 use std::ffi::{CStr, OsStr};
 use std::os::fd::AsRawFd;
