@@ -10,21 +10,30 @@
 mod common;
 
 use std::fs;
-use std::path::Path;
+use std::path::PathBuf;
 
-use common::ops::apply;
+use common::ops::{apply, cacheless_root};
 use moat::capture::{self, CaptureOptions};
 use moat::format::snapshot::Scan;
 use moat::util::progress::NoProgress;
-use moat::worktree::walk::WalkOptions;
 use proptest::prelude::*;
 
-/// The root a full walk of `ws` finds with no stat cache at all.
-fn cacheless_root(tmp: &Path, ws: &Path) -> moat::ObjectId {
-    let fresh = tempfile::tempdir_in(tmp).unwrap();
-    let store = moat::Store::open_or_create(&fresh.path().join("store")).unwrap();
-    let (walked, _) = capture::scan_dry(&store, ws, &WalkOptions::default(), &NoProgress).unwrap();
-    walked.root
+/// A workspace of two old files, its store, and a first walked snapshot
+/// of it (so the store has a stat cache); the options every capture uses.
+fn started() -> (tempfile::TempDir, PathBuf, moat::Store, CaptureOptions) {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path().join("ws");
+    common::write(&ws.join("a/b/f0"), b"start");
+    common::write(&ws.join("c/f1"), b"other");
+    let ws = fs::canonicalize(&ws).unwrap();
+    common::backdate(&ws);
+    let store = moat::Store::open_or_create(&tmp.path().join("store")).unwrap();
+    let opts = CaptureOptions {
+        allow_empty: true,
+        ..CaptureOptions::default()
+    };
+    capture::capture(&store, &ws, &opts, &NoProgress).unwrap();
+    (tmp, ws, store, opts)
 }
 
 proptest! {
@@ -36,19 +45,7 @@ proptest! {
     #[test]
     fn collapsing_walks_equal_cacheless_walks(ops in proptest::collection::vec(
         (any::<u8>(), any::<u8>(), any::<u8>(), any::<u8>(), any::<u8>(), any::<bool>(), any::<bool>()), 1..30)) {
-        let tmp = tempfile::tempdir().unwrap();
-        let ws = tmp.path().join("ws");
-        fs::create_dir_all(&ws).unwrap();
-        let ws = fs::canonicalize(&ws).unwrap();
-        common::write(&ws.join("a/b/f0"), b"start");
-        common::write(&ws.join("c/f1"), b"other");
-        common::backdate(&ws);
-        let store = moat::Store::open_or_create(&tmp.path().join("store")).unwrap();
-        let opts = CaptureOptions {
-            allow_empty: true,
-            ..CaptureOptions::default()
-        };
-        capture::capture(&store, &ws, &opts, &NoProgress).unwrap();
+        let (tmp, ws, store, opts) = started();
         for (kind, d1, n1, d2, n2, snap, old) in ops {
             apply(&ws, (kind, d1, n1, d2, n2));
             if old {
@@ -80,18 +77,7 @@ proptest! {
 /// every record (the snapshot after it reads nothing).
 #[test]
 fn a_new_exclude_file_keeps_the_cache_whole() {
-    let tmp = tempfile::tempdir().unwrap();
-    let ws = tmp.path().join("ws");
-    common::write(&ws.join("a/b/f0"), b"start");
-    common::write(&ws.join("c/f1"), b"other");
-    let ws = fs::canonicalize(&ws).unwrap();
-    common::backdate(&ws);
-    let store = moat::Store::open_or_create(&tmp.path().join("store")).unwrap();
-    let opts = CaptureOptions {
-        allow_empty: true,
-        ..CaptureOptions::default()
-    };
-    capture::capture(&store, &ws, &opts, &NoProgress).unwrap();
+    let (tmp, ws, store, opts) = started();
     common::write(&ws.join(".git/info/exclude"), b"# nothing\n");
     common::backdate(&ws);
     let r = capture::capture(&store, &ws, &opts, &NoProgress).unwrap();

@@ -12,23 +12,13 @@
 mod common;
 
 use std::fs;
-use std::path::Path;
 
-use common::ops::apply;
+use common::ops::{apply, cacheless_root};
 use moat::capture::{self, CaptureOptions};
 use moat::format::snapshot::Scan;
 use moat::util::progress::NoProgress;
-use moat::worktree::walk::WalkOptions;
 use moat::worktree::watch::WatchLink;
 use proptest::prelude::*;
-
-/// The root a full walk of `ws` finds with no stat cache at all.
-fn cacheless_root(tmp: &Path, ws: &Path) -> moat::ObjectId {
-    let fresh = tempfile::tempdir_in(tmp).unwrap();
-    let store = moat::Store::open_or_create(&fresh.path().join("store")).unwrap();
-    let (walked, _) = capture::scan_dry(&store, ws, &WalkOptions::default(), &NoProgress).unwrap();
-    walked.root
-}
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]

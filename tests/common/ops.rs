@@ -97,3 +97,19 @@ pub fn apply(ws: &Path, op: (u8, u8, u8, u8, u8)) {
             .and_then(|_| fs::write(ws.join(".git/info/exclude"), rules)),
     };
 }
+
+/// The root a full walk of `ws` finds with no stat cache at all (a scan
+/// into a fresh store under `tmp`): the reference an incremental snapshot
+/// is held to.
+pub fn cacheless_root(tmp: &Path, ws: &Path) -> moat::ObjectId {
+    let fresh = tempfile::tempdir_in(tmp).unwrap();
+    let store = moat::Store::open_or_create(&fresh.path().join("store")).unwrap();
+    let (walked, _) = moat::capture::scan_dry(
+        &store,
+        ws,
+        &WalkOptions::default(),
+        &moat::util::progress::NoProgress,
+    )
+    .unwrap();
+    walked.root
+}
