@@ -50,19 +50,19 @@ pub struct FileStat {
 
 impl FileStat {
     pub fn of(m: &std::fs::Metadata) -> Self {
-        FileStat {
-            dev: m.dev(),
-            ino: m.ino(),
-            mode: m.mode(),
-            size: m.size(),
-            // Clamped: only compared here; the walk refuses to store a
-            // file whose mtime is beyond the range.
-            mtime_ns: timestamp_ns_clamped(m.mtime(), m.mtime_nsec()),
-            ctime_ns: timestamp_ns_clamped(m.ctime(), m.ctime_nsec()),
-        }
+        Self::from_parts(
+            m.dev(),
+            m.ino(),
+            m.mode(),
+            m.size(),
+            (m.mtime(), m.mtime_nsec()),
+            (m.ctime(), m.ctime_nsec()),
+        )
     }
 
-    /// From raw `lstat` fields: `mtime` and `ctime` as (seconds, nanoseconds).
+    /// From raw `lstat` fields: `mtime` and `ctime` as (seconds,
+    /// nanoseconds), clamped to what a tree holds (only compared here; the
+    /// walk refuses to store a file whose mtime is beyond the range).
     pub fn from_parts(
         dev: u64,
         ino: u64,
